@@ -1,0 +1,203 @@
+"""Score (text_a, text_b) pairs in mini-batches, plainly or with GradCache (https://arxiv.org/abs/2101.06983).
+
+GradCache bounds activation memory to one mini-batch of pairs, whatever the batch size:
+
+1. score every mini-batch without a graph, snapshotting the RNG state before each forward pass;
+2. compute the loss on the detached logits and back-propagate it to the logits only (the cache);
+3. when the trainer calls ``loss.backward()``, a hook re-runs each mini-batch with a graph under the same
+   RNG state (same dropout masks) and autocast settings, and back-propagates ``logits . cached_grad``.
+
+The model gradient equals the one of an ordinary forward pass over the same mini-batches. Used by
+CachedMultipleNegativesRankingLoss and by every listwise loss (see ``_listwise.py``).
+
+Example:
+    >>> loss = cached_loss(model, pairs, mini_batch_size=16, loss_fn=lambda logits: logits.mean())  # doctest: +SKIP
+    >>> loss.backward()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+Pairs = list[tuple[str, str]]
+
+
+class RandContext:
+    """Snapshot of the CPU and CUDA RNG states; entering it replays them, leaving restores the outer state.
+
+    Example:
+        >>> state = RandContext(torch.device("cpu"))
+        >>> a = torch.rand(2)
+        >>> with state:
+        ...     b = torch.rand(2)
+        >>> bool(torch.equal(a, b))
+        True
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_devices: list[int] = []
+        self.cuda_states: list[Tensor] = []
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            self.cuda_devices = [index]
+            self.cuda_states = [torch.cuda.get_rng_state(index)]
+        self._fork: Any = None
+
+    def __enter__(self) -> None:
+        self._fork = torch.random.fork_rng(devices=self.cuda_devices, enabled=True)
+        self._fork.__enter__()
+        torch.set_rng_state(self.cpu_state)
+        for index, state in zip(self.cuda_devices, self.cuda_states):
+            torch.cuda.set_rng_state(state, index)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._fork.__exit__(*exc)
+        self._fork = None
+
+
+def chunk_ranges(n: int, mini_batch_size: int | None) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into consecutive (begin, end) chunks; ``None`` or <= 0 means one chunk.
+
+    Example:
+        >>> chunk_ranges(5, 2)
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    if not mini_batch_size or mini_batch_size <= 0 or mini_batch_size >= n:
+        return [(0, n)]
+    return [(b, min(b + mini_batch_size, n)) for b in range(0, n, mini_batch_size)]
+
+
+def _flat_logits(model: nn.Module, features: Mapping[str, Tensor]) -> Tensor:
+    logits = model(features)
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        logits = logits.view(-1)
+    return logits
+
+
+def score_pairs(
+    model: nn.Module, pairs: Pairs, mini_batch_size: int | None = None, show_progress_bar: bool = False
+) -> Tensor:
+    """Logits of ``pairs`` (shape (n,) for one label, else (n, num_labels)), chunked, keeping the graph.
+
+    Chunking alone does not bound memory (every chunk's graph is kept); see :func:`cached_loss`.
+
+    Example:
+        >>> score_pairs(model, [("q", "d1"), ("q", "d2")]).shape  # doctest: +SKIP
+        torch.Size([2])
+    """
+    ranges = chunk_ranges(len(pairs), mini_batch_size)
+    parts = [
+        _flat_logits(model, model.preprocess(pairs[b:e]))
+        for b, e in tqdm(ranges, desc="Score mini-batches", disable=not show_progress_bar or len(ranges) == 1)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+
+def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
+    return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+
+
+def _replay_context(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """Under DDP, only the last replayed mini-batch all-reduces (an outer ``no_sync`` still wins)."""
+    inner = getattr(model, "model", None)
+    if isinstance(inner, DistributedDataParallel) and not last:
+        return inner.no_sync()
+    return contextlib.nullcontext()
+
+
+def cached_loss(
+    model: nn.Module,
+    pairs: Pairs,
+    mini_batch_size: int,
+    loss_fn: Callable[[Tensor], Tensor],
+    show_progress_bar: bool = False,
+) -> Tensor:
+    """``loss_fn(logits of pairs)`` computed with GradCache, so activations of one mini-batch live at a time.
+
+    Args:
+        model: a CrossEncoder (``preprocess`` + ``forward`` -> logits).
+        pairs: the (text_a, text_b) pairs to score.
+        mini_batch_size: pairs per forward pass.
+        loss_fn: maps the fp32 logits (n,) (or (n, num_labels)) to a scalar loss.
+        show_progress_bar: tqdm over the mini-batches.
+
+    Returns:
+        A scalar leaf tensor. With gradients enabled, its ``backward()`` replays the mini-batches and
+        accumulates the model gradients (scaled by the incoming gradient, e.g. 1 / accumulation steps).
+
+    Example:
+        >>> loss = cached_loss(model, pairs, 8, lambda z: nn.functional.softplus(-z).mean())  # doctest: +SKIP
+    """
+    ranges = chunk_ranges(len(pairs), mini_batch_size)
+    grad_enabled = torch.is_grad_enabled()
+    device = torch.device(getattr(model, "device", "cpu"))
+    autocast_enabled, autocast_dtype = _autocast_state(device.type)
+
+    features: list[Mapping[str, Tensor]] = []
+    states: list[RandContext | None] = []
+    parts: list[Tensor] = []
+    # Step 1: score every mini-batch without a graph.
+    for b, e in tqdm(ranges, desc="Score mini-batches", disable=not show_progress_bar):
+        feats = model.preprocess(pairs[b:e])
+        states.append(RandContext(device) if grad_enabled else None)
+        with torch.no_grad():
+            parts.append(_flat_logits(model, feats).float())
+        features.append(feats)
+    logits = torch.cat(parts, dim=0)
+    if not grad_enabled:
+        return loss_fn(logits)
+
+    # Step 2: the loss and its gradient w.r.t. the logits (autocast off: the loss math runs in fp32).
+    logits.requires_grad_(True)
+    with torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        loss = loss_fn(logits)
+        (logit_grad,) = torch.autograd.grad(loss, logits, allow_unused=True)
+    if logit_grad is None:
+        logit_grad = torch.zeros_like(logits)
+    grad_chunks = [logit_grad[b:e] for b, e in ranges]
+    loss = loss.detach().requires_grad_(True)
+
+    # Step 3: replay each mini-batch with a graph when the trainer back-propagates the loss.
+    def replay(grad_output: Tensor) -> None:
+        with torch.enable_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_enabled):
+            for i, (feats, state, grad) in enumerate(zip(features, states, grad_chunks)):
+                with _replay_context(model, last=i == len(features) - 1), state:
+                    chunk_logits = _flat_logits(model, feats).float()
+                    surrogate = torch.sum(chunk_logits * grad.to(chunk_logits.device)) * grad_output
+                    surrogate.backward()
+
+    loss.register_hook(replay)
+    return loss
+
+
+def cached_or_plain_loss(
+    model: nn.Module,
+    pairs: Pairs,
+    mini_batch_size: int | None,
+    loss_fn: Callable[[Tensor], Tensor],
+    gradient_cache: bool = True,
+    show_progress_bar: bool = False,
+) -> Tensor:
+    """GradCache when it saves memory (several mini-batches, gradients on), else one ordinary pass.
+
+    Example:
+        >>> cached_or_plain_loss(model, pairs, None, lambda z: z.mean())  # doctest: +SKIP
+    """
+    several = len(chunk_ranges(len(pairs), mini_batch_size)) > 1
+    if gradient_cache and several and torch.is_grad_enabled():
+        return cached_loss(model, pairs, mini_batch_size, loss_fn, show_progress_bar)
+    return loss_fn(score_pairs(model, pairs, mini_batch_size, show_progress_bar).float())
+
+
+def iter_chunks(items: list[Any], mini_batch_size: int | None) -> Iterator[list[Any]]:
+    """Yield consecutive chunks of ``items`` (one chunk for ``None`` or <= 0)."""
+    for b, e in chunk_ranges(len(items), mini_batch_size):
+        yield items[b:e]

@@ -1,0 +1,48 @@
+"""MSELoss: mean squared error between one logit per pair and a target score (e.g. a teacher's)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from raycross.losses._base import CrossEncoderLoss, fullname
+
+
+class MSELoss(CrossEncoderLoss):
+    """MSE between the (activated) logit of each pair and its target score; used for distillation.
+
+    +-----------------------------+------------------+-------------------------------+
+    | Inputs                      | Labels           | Number of Model Output Labels |
+    +=============================+==================+===============================+
+    | (input_A, input_B) pairs    | similarity score | 1                             |
+    +-----------------------------+------------------+-------------------------------+
+
+    Args:
+        model: a CrossEncoder with ``num_labels=1``.
+        activation_fn: applied to the logits first (e.g. Sigmoid for teacher scores in [0, 1]). Defaults to Identity.
+        **kwargs: passed to :class:`torch.nn.MSELoss`.
+
+    Example:
+        >>> loss = MSELoss(student)  # doctest: +SKIP
+        >>> loss([["q1", "q2"], ["d1", "d2"]], torch.tensor([7.5, -3.0]))  # doctest: +SKIP
+    """
+
+    inputs_description = "(text_a, text_b) pairs"
+    label_description = "one target score per pair"
+
+    def __init__(self, model: nn.Module, activation_fn: nn.Module = nn.Identity(), **kwargs: Any) -> None:
+        super().__init__(model)
+        self.activation_fn = activation_fn
+        self.loss_fct = nn.MSELoss(**kwargs)
+
+    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
+        """Mean squared error over the batch."""
+        self.check_inputs(inputs)
+        logits = self.activation_fn(self.score_pairs(list(zip(inputs[0], inputs[1]))).float().view(-1))
+        targets = self.scalar_labels(labels, len(inputs[0])).to(logits.device)
+        return self.loss_fct(logits, targets.detach())
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"activation_fn": fullname(self.activation_fn)}

@@ -1,0 +1,498 @@
+"""CrossEncoder: load, score, rank and save a sequence-pair scoring model.
+
+Follows the sentence-transformers CrossEncoder (names and semantics) and saves checkpoints that load
+in sentence-transformers, in plain transformers and in raycross alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from raycross import __version__
+
+logger = logging.getLogger(__name__)
+
+ST_CONFIG_FILE = "config_sentence_transformers.json"
+MODULES_FILE = "modules.json"
+SBERT_CONFIG_FILE = "sentence_bert_config.json"
+
+
+def fullname(obj: Any) -> str:
+    """Dotted import path of an object's class, e.g. ``torch.nn.modules.activation.Sigmoid``."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def import_from_string(dotted_path: str) -> Any:
+    """Import ``package.module.Name`` and return ``Name``."""
+    module_path, _, name = dotted_path.rpartition(".")
+    if not module_path:
+        raise ValueError(f"activation_fn path must be a dotted path like 'torch.nn.Sigmoid', got {dotted_path!r}")
+    return getattr(importlib.import_module(module_path), name)
+
+
+def _looks_like_local_path(name: str) -> bool:
+    # A hub id is "name" or "owner/name"; anything else that does not exist locally is a bad path.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf8") as f:
+        return json.load(f)
+
+
+def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
+    if isinstance(pair, str):
+        return pair
+    if isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair):
+        return (pair[0], pair[1])
+    found = type(pair).__name__
+    if isinstance(pair, (tuple, list)):
+        found = f"{found} of length {len(pair)} with types {[type(t).__name__ for t in pair]}"
+    raise TypeError(f"pairs[{index}]: expected a (text, text) pair of two strings, found {found}")
+
+
+class CrossEncoder(nn.Module):
+    """A cross-encoder: scores (text_a, text_b) pairs jointly with a transformer and a classification head.
+
+    Args:
+        model_name_or_path: a local directory or a Hugging Face hub id. Any
+            ``AutoModelForSequenceClassification`` checkpoint, or a bare encoder (a fresh head is added).
+        num_labels: number of outputs. ``None`` keeps a trained head's labels and means 1 for a bare encoder.
+        max_length: maximum tokens per pair; defaults to min(tokenizer max, max position embeddings).
+        activation_fn: applied to the logits in ``predict``; defaults to the stored one, else Sigmoid
+            for 1 label and Identity otherwise.
+        device: "cpu", "cuda", "cuda:1", ...; defaults to CUDA when available.
+        trust_remote_code: allow custom model code and non-torch activation functions.
+        model_kwargs / tokenizer_kwargs / config_kwargs: passed to the transformers loaders
+            (e.g. ``model_kwargs={"torch_dtype": "bfloat16"}``).
+        model_card_data: free-form metadata for the model card.
+
+    Example:
+        >>> model = CrossEncoder("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> model.predict([("how tall is everest", "Everest is 8,849 m high.")])  # doctest: +SKIP
+        array(0.998..., dtype=float32)
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike,
+        num_labels: int | None = None,
+        max_length: int | None = None,
+        activation_fn: Callable | None = None,
+        device: str | torch.device | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        model_card_data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
+            raise ValueError(f"num_labels must be an integer >= 1 or None, found {num_labels!r}")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"max_length must be an integer >= 1 or None, found {max_length!r}")
+        if not isinstance(model_name_or_path, (str, os.PathLike)):
+            raise TypeError(
+                f"model_name_or_path must be a local directory or a hub id (str), found {type(model_name_or_path).__name__}"
+            )
+
+        self.trust_remote_code = trust_remote_code
+        self.model_card_data = dict(model_card_data or {})
+        source = self._resolve_source(str(model_name_or_path))
+        self.model_name_or_path = source
+        local_dir = Path(source) if Path(source).is_dir() else None
+        shared = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token,
+                  "cache_dir": cache_folder, "local_files_only": local_files_only}
+
+        config_kwargs = dict(config_kwargs or {})
+        try:
+            config = AutoConfig.from_pretrained(source, **shared, **config_kwargs)
+        except OSError as exc:
+            raise OSError(
+                f"model_name_or_path={source!r}: could not load a model config from the hub "
+                f"(offline, unknown repository, or no access): {exc}"
+            ) from exc
+        architectures = getattr(config, "architectures", None) or []
+        classifier_trained = any(a.endswith("ForSequenceClassification") for a in architectures)
+        if num_labels is None and not classifier_trained:
+            num_labels = 1
+        mismatched = num_labels is not None and classifier_trained and num_labels != config.num_labels
+        if num_labels is not None:
+            config.num_labels = num_labels
+        if mismatched:
+            # A new label count replaces the trained head; hide the stale label names.
+            config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+            config.label2id = {v: k for k, v in config.id2label.items()}
+
+        model_kwargs = dict(model_kwargs or {})
+        if "torch_dtype" in model_kwargs:  # transformers >= 4.56 names it `dtype`
+            model_kwargs.setdefault("dtype", model_kwargs.pop("torch_dtype"))
+        if isinstance(model_kwargs.get("dtype"), str) and model_kwargs["dtype"] != "auto":
+            model_kwargs["dtype"] = getattr(torch, model_kwargs["dtype"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*newly initialized.*")
+            self.model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
+            )
+        self.tokenizer = AutoTokenizer.from_pretrained(source, **shared, **(tokenizer_kwargs or {}))
+
+        self.max_length = max_length or self._default_max_length(local_dir)
+        self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.to(device)
+        self.eval()  # as transformers' from_pretrained: inference mode until a trainer calls .train()
+
+    # ------------------------------------------------------------------ loading helpers
+    @staticmethod
+    def _resolve_source(name: str) -> str:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ValueError(
+                    f"model_name_or_path={name!r} is a directory but holds no model: config.json not found "
+                    f"(found {sorted(p.name for p in path.iterdir())[:10]})"
+                )
+            return str(path)
+        if path.exists():
+            raise ValueError(f"model_name_or_path={name!r} is a file; expected a model directory or a hub id")
+        if _looks_like_local_path(name):
+            raise ValueError(f"model_name_or_path={name!r}: no such directory (and it is not a hub id)")
+        return name
+
+    def _default_max_length(self, local_dir: Path | None) -> int:
+        if local_dir is not None:
+            sbert = _read_json(local_dir / SBERT_CONFIG_FILE)
+            if sbert and isinstance(sbert.get("max_seq_length"), int):
+                return sbert["max_seq_length"]
+        limits = [getattr(self.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+        if getattr(self.config, "model_type", None) in ("roberta", "xlm-roberta", "camembert") and limits:
+            # RoBERTa-style positions are offset by padding_idx + 1.
+            limits[0] = min(limits[0], getattr(self.config, "max_position_embeddings", 514) - 2)
+        return min(limits) if limits else 512
+
+    def _stored_activation_fn(self, local_dir: Path | None) -> nn.Module | None:
+        # config_sentence_transformers.json wins: sentence-transformers >= 6 updates it on save while
+        # it may leave an older marker in config.json untouched.
+        path = None
+        st_config = self._read_remote_or_local(local_dir, ST_CONFIG_FILE)
+        st_marker = getattr(self.config, "sentence_transformers", None)
+        if st_config and st_config.get("activation_fn"):
+            path = st_config["activation_fn"]
+        elif isinstance(st_marker, dict) and st_marker.get("activation_fn"):
+            path = st_marker["activation_fn"]
+        elif getattr(self.config, "sbert_ce_default_activation_function", None):
+            path = self.config.sbert_ce_default_activation_function
+        if path is None:
+            return None
+        if not (path.startswith("torch.") or self.trust_remote_code):
+            logger.warning(
+                "activation_fn %r stored with the model is not a torch class and trust_remote_code=False; "
+                "using the default activation instead. Load with trust_remote_code=True to import it.",
+                path,
+            )
+            return None
+        return import_from_string(path)()
+
+    def _read_remote_or_local(self, local_dir: Path | None, filename: str) -> dict[str, Any] | None:
+        if local_dir is not None:
+            return _read_json(local_dir / filename)
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return _read_json(Path(hf_hub_download(self.model_name_or_path, filename)))
+        except Exception:  # optional file: absent on the hub or offline
+            return None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def hf_model(self) -> PreTrainedModel:
+        """The transformers model, unwrapped from DDP or similar wrappers."""
+        model = self.model
+        while hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        return model
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.hf_model.config
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.config.num_labels)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf_model.parameters()).dtype
+
+    def default_activation_fn(self) -> nn.Module:
+        """Sigmoid for a 1-label model, Identity otherwise."""
+        return nn.Sigmoid() if self.num_labels == 1 else nn.Identity()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Keep activation_fn a plain attribute so it is not part of the state dict.
+        if name == "activation_fn":
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)
+
+    # ------------------------------------------------------------------ forward
+    def preprocess(self, pairs: Sequence[tuple[str, str] | list[str] | str]) -> Mapping[str, Tensor]:
+        """Tokenize pairs: padded to the longest, truncated `longest_first` to `max_length`, CPU tensors.
+
+        Example:
+            >>> features = model.preprocess([("a query", "a passage")])  # doctest: +SKIP
+        """
+        if len(pairs) and not isinstance(pairs[0], str):
+            first, second = zip(*pairs)
+            return self.tokenizer(list(first), list(second), padding=True, truncation="longest_first",
+                                  max_length=self.max_length, return_tensors="pt")
+        return self.tokenizer(list(pairs), padding=True, truncation="longest_first",
+                              max_length=self.max_length, return_tensors="pt")
+
+    tokenize = preprocess
+
+    def forward(self, features: Mapping[str, Tensor]) -> Tensor:
+        """Raw logits of shape (batch, num_labels) for tokenized features (moved to the model's device)."""
+        device = self.device
+        features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
+        return self.model(**features, return_dict=True).logits
+
+    # ------------------------------------------------------------------ inference
+    def predict(
+        self,
+        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Callable | None = None,
+        apply_softmax: bool = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | Tensor | list[Tensor] | float:
+        """Score pairs. Batches are sorted by length for speed; results come back in input order.
+
+        Returns an array of shape (n,) for a 1-label model or (n, num_labels); a single pair gives a
+        scalar (or a vector). Logits are cast to fp32 before the activation.
+
+        Example:
+            >>> scores = model.predict([("q", "relevant doc"), ("q", "other doc")])  # doctest: +SKIP
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
+        if isinstance(pairs, (str, bytes)):
+            raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
+        pairs = list(pairs)
+        single = len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
+        if single:
+            pairs = [tuple(pairs)]
+        pairs = [_validate_pair(p, i) for i, p in enumerate(pairs)]
+        if any(isinstance(p, str) for p in pairs):
+            bad = next(i for i, p in enumerate(pairs) if isinstance(p, str))
+            raise TypeError(f"pairs[{bad}]: expected a (text, text) pair of two strings, found str")
+        activation = activation_fn if activation_fn is not None else self.activation_fn
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+
+        if not pairs:
+            shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
+            empty = torch.empty(shape, dtype=torch.float32)
+            if convert_to_tensor:
+                return empty
+            return empty.numpy() if convert_to_numpy else []
+
+        order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
+        scores: list[Tensor] = []
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in tqdm(range(0, len(pairs), batch_size), desc="Batches", disable=not show_progress_bar):
+                    batch = [pairs[i] for i in order[start : start + batch_size]]
+                    logits = self(self.preprocess(batch)).float()
+                    out = activation(logits) if activation is not None else logits
+                    if apply_softmax and out.ndim == 2 and out.shape[1] > 1:
+                        out = torch.softmax(out, dim=1)
+                    if out.ndim == 2 and out.shape[1] == 1:
+                        out = out[:, 0]
+                    scores.append(out.detach().cpu())
+        finally:
+            self.train(was_training)
+
+        stacked = torch.cat(scores)
+        restored = torch.empty_like(stacked)
+        restored[torch.as_tensor(order)] = stacked
+        if convert_to_tensor:
+            return restored[0] if single else restored
+        if convert_to_numpy:
+            array = restored.numpy()
+            return array[0] if single else array
+        return restored[0] if single else list(restored)
+
+    def rank(
+        self,
+        query: str | Sequence[str],
+        documents: Sequence[str] | Sequence[Sequence[str]],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Callable | None = None,
+        apply_softmax: bool = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Rank documents for a query: ``[{"corpus_id": i, "score": s, ("text": doc)}]``, best first.
+
+        Given a list of queries (with a list of documents per query, or one list shared by all), all
+        pairs are scored in one batched pass and a list of rankings is returned.
+
+        Example:
+            >>> model.rank("what is ray?", ["Ray scales Python.", "A ray of light."], top_k=1)  # doctest: +SKIP
+            [{'corpus_id': 0, 'score': 0.97}]
+        """
+        if self.num_labels != 1:
+            raise ValueError(f"rank needs a model with num_labels=1 (one relevance score), this model has {self.num_labels}")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be an integer >= 1 or None, found {top_k!r}")
+        multi = not isinstance(query, str)
+        queries = list(query) if multi else [query]
+        if not all(isinstance(q, str) for q in queries):
+            raise TypeError("query: expected a string or a list of strings")
+        documents = list(documents)
+        if documents and all(isinstance(d, str) for d in documents):
+            docs_per_query = [documents] * len(queries)
+        elif multi and len(documents) == len(queries) and all(not isinstance(d, str) for d in documents):
+            docs_per_query = [list(d) for d in documents]
+        elif not documents:
+            docs_per_query = [[] for _ in queries]
+        else:
+            raise TypeError(
+                "documents: expected a list of strings (or, with several queries, one list of strings per "
+                f"query: {len(queries)} lists), found {len(documents)} items of types "
+                f"{sorted({type(d).__name__ for d in documents})}"
+            )
+        pairs = [(q, d) for q, docs in zip(queries, docs_per_query) for d in docs]
+        scores = self.predict(pairs, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                              activation_fn=activation_fn, apply_softmax=apply_softmax, convert_to_numpy=True)
+        rankings, offset = [], 0
+        for docs in docs_per_query:
+            query_scores = scores[offset : offset + len(docs)]
+            offset += len(docs)
+            order = np.argsort(-query_scores, kind="stable")[:top_k]
+            ranking = []
+            for i in order:
+                entry = {"corpus_id": int(i), "score": float(query_scores[i])}
+                if return_documents:
+                    entry["text"] = docs[i]
+                ranking.append(entry)
+            rankings.append(ranking)
+        return rankings if multi else rankings[0]
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, path: str | os.PathLike, safe_serialization: bool = True) -> None:
+        """Write an HF checkpoint (safetensors), the tokenizer, and the sentence-transformers markers.
+
+        Example:
+            >>> model.save_pretrained("my-reranker")  # doctest: +SKIP
+            >>> CrossEncoder("my-reranker")  # doctest: +SKIP
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        activation_path = fullname(self.activation_fn)
+        hf_model = self.hf_model
+        hf_model.config.sentence_transformers = {"activation_fn": activation_path, "version": __version__}
+        hf_model.save_pretrained(path, safe_serialization=safe_serialization)
+        self.tokenizer.model_max_length = self.max_length
+        self.tokenizer.save_pretrained(path)
+        import transformers
+
+        st_config = {
+            "model_type": "CrossEncoder",
+            "activation_fn": activation_path,
+            "__version__": {"raycross": __version__, "transformers": transformers.__version__,
+                            "pytorch": torch.__version__},
+        }
+        with open(path / ST_CONFIG_FILE, "w", encoding="utf8") as f:
+            json.dump(st_config, f, indent=2, sort_keys=True)
+        logger.info("Saved CrossEncoder to %s", path)
+
+    save = save_pretrained
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        private: bool | None = None,
+        commit_message: str = "Add new raycross CrossEncoder model",
+        exist_ok: bool = True,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> str:
+        """Save the model to a temporary directory and upload it to the hub; returns the commit URL.
+
+        Example:
+            >>> model.push_to_hub("my-user/my-reranker")  # doctest: +SKIP
+        """
+        if not isinstance(repo_id, str) or not repo_id.strip():
+            raise ValueError(f"repo_id must be a non-empty string like 'user/model', found {repo_id!r}")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_url = api.create_repo(repo_id=repo_id, private=private, exist_ok=exist_ok, repo_type="model")
+        if revision is not None:
+            api.create_branch(repo_id=repo_id, branch=revision, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
+                                       revision=revision, create_pr=create_pr)
+        logger.info("Pushed model to %s", repo_url)
+        return str(getattr(commit, "commit_url", commit))
+
+    # ------------------------------------------------------------------ legacy training
+    def fit(self, train_dataloader: Any, **kwargs: Any) -> Any:
+        """Legacy sentence-transformers training API (InputExample + DataLoader), run by the trainer.
+
+        Example:
+            >>> from torch.utils.data import DataLoader  # doctest: +SKIP
+            >>> model.fit(DataLoader([InputExample(texts=["q", "d"], label=1.0)], batch_size=16), epochs=1)  # doctest: +SKIP
+        """
+        from raycross.fit import fit as _fit
+
+        return _fit(self, train_dataloader, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"CrossEncoder(model={type(self.hf_model).__name__}, num_labels={self.num_labels}, "
+                f"max_length={self.max_length}, activation_fn={fullname(self.activation_fn)})")

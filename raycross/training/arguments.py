@@ -1,0 +1,345 @@
+"""CrossEncoderTrainingArguments: the knobs of a training run (names and defaults of sentence-transformers).
+
+Beyond the sentence-transformers/transformers arguments there are the Ray ones: ``num_workers``
+(0 = train in this process), ``use_gpu``, ``resources_per_worker``, ``storage_path``, ``max_failures``.
+
+Example:
+    >>> args = CrossEncoderTrainingArguments("out", num_train_epochs=1, eval_strategy="steps", eval_steps=0.1)
+    >>> args.resolve_steps(args.eval_steps, max_steps=200)
+    20
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class _StrEnum(str, Enum):
+    """A str enum that prints as its value and lists its valid values in errors."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: Any, argument: str) -> _StrEnum:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(getattr(value, "value", value)).lower())
+        except ValueError:
+            raise ValueError(
+                f"{argument}: expected one of {[m.value for m in cls]}, found {value!r}"
+            ) from None
+
+
+class BatchSamplers(_StrEnum):
+    """How the rows of one dataset are grouped into batches.
+
+    - ``BATCH_SAMPLER``: shuffled rows cut into batches (default).
+    - ``NO_DUPLICATES``: no text appears twice in a batch (for in-batch negatives losses).
+    - ``GROUP_BY_LABEL``: every batch holds at least 2 labels with at least 2 rows each.
+
+    Example:
+        >>> BatchSamplers("no_duplicates") is BatchSamplers.NO_DUPLICATES
+        True
+    """
+
+    BATCH_SAMPLER = "batch_sampler"
+    NO_DUPLICATES = "no_duplicates"
+    GROUP_BY_LABEL = "group_by_label"
+
+
+class MultiDatasetBatchSamplers(_StrEnum):
+    """In which order the datasets of a multi-dataset run take their turns (each batch from one dataset).
+
+    - ``PROPORTIONAL``: every batch of every dataset is used once per epoch, in a seeded random order,
+      so datasets are sampled in proportion to their size (default).
+    - ``ROUND_ROBIN``: datasets take turns until the one with the fewest batches is exhausted.
+
+    Example:
+        >>> MultiDatasetBatchSamplers("round_robin").value
+        'round_robin'
+    """
+
+    ROUND_ROBIN = "round_robin"
+    PROPORTIONAL = "proportional"
+
+
+class IntervalStrategy(_StrEnum):
+    """When to evaluate, save or log: never, every ``*_steps`` optimizer steps, or at each epoch end."""
+
+    NO = "no"
+    STEPS = "steps"
+    EPOCH = "epoch"
+
+
+class SchedulerType(_StrEnum):
+    """Learning-rate schedules (warmup is linear from 0 in all of them)."""
+
+    LINEAR = "linear"
+    COSINE = "cosine"
+    CONSTANT = "constant"
+    CONSTANT_WITH_WARMUP = "constant_with_warmup"
+
+
+_ENUM_FIELDS = {
+    "batch_sampler": BatchSamplers,
+    "multi_dataset_batch_sampler": MultiDatasetBatchSamplers,
+    "eval_strategy": IntervalStrategy,
+    "save_strategy": IntervalStrategy,
+    "logging_strategy": IntervalStrategy,
+    "lr_scheduler_type": SchedulerType,
+}
+
+
+@dataclass
+class CrossEncoderTrainingArguments:
+    """Arguments of a :class:`~raycross.training.CrossEncoderTrainer` run.
+
+    Step-like arguments (``eval_steps``, ``save_steps``, ``logging_steps``, ``warmup_steps``) count
+    optimizer steps; a float in (0, 1) is a fraction of the total number of optimizer steps, as in
+    transformers. Batch sizes are per worker: the global batch is ``per_device_train_batch_size *
+    max(num_workers, 1) * gradient_accumulation_steps``.
+
+    Ray arguments:
+        num_workers: number of Ray Train workers; 0 (default) trains in this process without Ray Train.
+        use_gpu: one GPU per worker; ``None`` = use a GPU when the cluster (or this machine) has one.
+        resources_per_worker: e.g. ``{"CPU": 2}`` or ``{"CPU": 0.5}``.
+        storage_path: where Ray Train keeps checkpoints (a shared path or a URI for multi-node runs);
+            default: checkpoints go to ``output_dir/checkpoint-<step>``.
+        max_failures: how many times a failed worker group is restarted from the last checkpoint.
+        shard_eval: split the evaluation data and the evaluator's pairs over the workers.
+
+    Example:
+        >>> args = CrossEncoderTrainingArguments(output_dir="out", num_train_epochs=1, learning_rate=2e-5,
+        ...     warmup_ratio=0.1, eval_strategy="steps", eval_steps=100, bf16=False)
+        >>> args.eval_strategy
+        <IntervalStrategy.STEPS: 'steps'>
+    """
+
+    output_dir: str
+    # --- schedule
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    # --- optimizer
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    lr_scheduler_type: SchedulerType | str = "linear"
+    warmup_ratio: float = 0.0
+    warmup_steps: float = 0
+    # --- precision and memory
+    bf16: bool = False
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    # --- evaluation, saving, logging
+    eval_strategy: IntervalStrategy | str = "no"
+    eval_steps: float | None = None
+    save_strategy: IntervalStrategy | str = "steps"
+    save_steps: float = 500
+    save_total_limit: int | None = None
+    save_only_model: bool = False
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str | None = None
+    greater_is_better: bool | None = None
+    logging_strategy: IntervalStrategy | str = "steps"
+    logging_steps: float = 500
+    logging_first_step: bool = False
+    logging_dir: str | None = None
+    report_to: str | list[str] | None = "none"
+    run_name: str | None = None
+    disable_tqdm: bool = False
+    # --- data
+    seed: int = 42
+    batch_sampler: BatchSamplers | str = "batch_sampler"
+    multi_dataset_batch_sampler: MultiDatasetBatchSamplers | str = "proportional"
+    dataloader_drop_last: bool = False
+    prefetch_batches: int = 2
+    # --- Ray
+    num_workers: int = 0
+    use_gpu: bool | None = None
+    resources_per_worker: dict[str, float] | None = None
+    storage_path: str | None = None
+    max_failures: int = 0
+    shard_eval: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir):
+            raise ValueError(f"output_dir: expected a non-empty path, found {self.output_dir!r}")
+        self.output_dir = str(self.output_dir)
+        for name, enum in _ENUM_FIELDS.items():
+            setattr(self, name, enum.parse(getattr(self, name), name))
+        self._check_positive_ints()
+        self._check_numbers()
+        self._check_steps()
+        if self.fp16 and self.bf16:
+            raise ValueError("fp16 and bf16: at most one can be True, found both True")
+        if self.eval_strategy is IntervalStrategy.STEPS and not self.eval_steps:
+            # transformers falls back to logging_steps
+            self.eval_steps = self.logging_steps
+        if self.load_best_model_at_end:
+            self._check_best_model_strategies()
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "loss"
+        if self.greater_is_better is None and self.metric_for_best_model is not None:
+            self.greater_is_better = not self.metric_for_best_model.endswith("loss")
+        self.report_to = self._parse_report_to(self.report_to)
+        if self.run_name is None:
+            self.run_name = Path(self.output_dir).name or "raycross"
+
+    # ------------------------------------------------------------------ checks
+    def _check_positive_ints(self) -> None:
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, found {value!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers: expected an integer >= 0 (0 = train in this process), found {self.num_workers!r}")
+        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
+            raise ValueError(f"max_failures: expected an integer >= 0 (or -1 for unlimited), found {self.max_failures!r}")
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps: expected a positive integer or -1 (use num_train_epochs), found {self.max_steps!r}")
+        if self.save_total_limit is not None and (not isinstance(self.save_total_limit, int) or self.save_total_limit < 1):
+            raise ValueError(f"save_total_limit: expected None or an integer >= 1, found {self.save_total_limit!r}")
+        if not isinstance(self.prefetch_batches, int) or self.prefetch_batches < 0:
+            raise ValueError(f"prefetch_batches: expected an integer >= 0, found {self.prefetch_batches!r}")
+        if self.batch_sampler is BatchSamplers.GROUP_BY_LABEL and (
+            self.per_device_train_batch_size < 4 or self.per_device_train_batch_size % 2
+        ):
+            raise ValueError(
+                "per_device_train_batch_size: batch_sampler='group_by_label' needs an even batch size >= 4 "
+                f"(2 rows of at least 2 labels per batch), found {self.per_device_train_batch_size}"
+            )
+        if self.resources_per_worker is not None and not (
+            isinstance(self.resources_per_worker, dict)
+            and all(isinstance(v, (int, float)) and v >= 0 for v in self.resources_per_worker.values())
+        ):
+            raise ValueError(
+                f"resources_per_worker: expected a dict like {{'CPU': 1, 'GPU': 1}}, found {self.resources_per_worker!r}"
+            )
+
+    def _check_numbers(self) -> None:
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise ValueError(f"num_train_epochs: expected > 0 when max_steps=-1, found {self.num_train_epochs!r}")
+        if not self.learning_rate >= 0:
+            raise ValueError(f"learning_rate: expected >= 0, found {self.learning_rate!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio: expected a fraction in [0, 1), found {self.warmup_ratio!r}")
+        if self.warmup_steps < 0 or (self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps)):
+            raise ValueError(
+                f"warmup_steps: expected an integer >= 0 or a fraction in (0, 1), found {self.warmup_steps!r}"
+            )
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: expected >= 0, found {self.weight_decay!r}")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm: expected >= 0 (0 disables clipping), found {self.max_grad_norm!r}")
+
+    def _check_steps(self) -> None:
+        for name, strategy in (("eval_steps", self.eval_strategy), ("save_steps", self.save_strategy),
+                               ("logging_steps", self.logging_strategy)):
+            value = getattr(self, name)
+            if strategy is not IntervalStrategy.STEPS or value is None:
+                continue
+            if value < 0 or (value == 0 and name != "eval_steps"):
+                raise ValueError(f"{name}: expected > 0 with {name.split('_')[0]}_strategy='steps', found {value!r}")
+            if value > 1:
+                if value != int(value):
+                    raise ValueError(f"{name}: expected an integer when > 1 (or a fraction in (0, 1)), found {value!r}")
+                setattr(self, name, int(value))
+
+    def _check_best_model_strategies(self) -> None:
+        if self.eval_strategy is IntervalStrategy.NO:
+            raise ValueError(
+                "load_best_model_at_end=True needs evaluations: set eval_strategy to 'steps' or 'epoch' (found 'no')"
+            )
+        if self.save_strategy != self.eval_strategy:
+            raise ValueError(
+                "load_best_model_at_end=True needs save_strategy to match eval_strategy, found "
+                f"eval_strategy={self.eval_strategy.value!r} and save_strategy={self.save_strategy.value!r}"
+            )
+        if self.eval_strategy is IntervalStrategy.STEPS:
+            eval_steps = self.eval_steps or self.logging_steps
+            if (eval_steps < 1) != (self.save_steps < 1):
+                raise ValueError(
+                    "load_best_model_at_end=True needs save_steps to be a multiple of eval_steps, which cannot be "
+                    f"guaranteed when mixing a fraction and a step count: save_steps={self.save_steps}, "
+                    f"eval_steps={eval_steps}"
+                )
+            if round(self.save_steps * 10**6) % round(eval_steps * 10**6) != 0:
+                raise ValueError(
+                    "load_best_model_at_end=True needs save_steps to be a multiple of eval_steps, found "
+                    f"save_steps={self.save_steps} and eval_steps={eval_steps}"
+                )
+
+    @staticmethod
+    def _parse_report_to(value: Any) -> list[str]:
+        if value is None or value == "none" or value == ["none"]:
+            return []
+        values = [value] if isinstance(value, str) else list(value)
+        if "all" in values:
+            values = ["tensorboard"]
+        unknown = [v for v in values if v != "tensorboard"]
+        if unknown:
+            raise ValueError(f"report_to: supported integrations are ['tensorboard', 'all', 'none'], found {unknown}")
+        return values
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def world_size(self) -> int:
+        """Number of data-parallel processes (1 in-process)."""
+        return max(self.num_workers, 1)
+
+    @property
+    def train_batch_size(self) -> int:
+        """Rows per optimizer step over all workers."""
+        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+
+    @staticmethod
+    def resolve_steps(value: float | None, max_steps: int) -> int | None:
+        """An interval in optimizer steps: a fraction in (0, 1) of ``max_steps`` is rounded up.
+
+        Example:
+            >>> CrossEncoderTrainingArguments.resolve_steps(0.25, max_steps=10)
+            3
+        """
+        if value is None or value <= 0:
+            return None
+        if value < 1:
+            return max(1, math.ceil(max_steps * value))
+        return int(value)
+
+    def get_warmup_steps(self, max_steps: int) -> int:
+        """Warmup steps: ``warmup_steps`` (count or fraction) wins over ``warmup_ratio`` when set.
+
+        Example:
+            >>> CrossEncoderTrainingArguments("o", warmup_ratio=0.1).get_warmup_steps(95)
+            10
+        """
+        if self.warmup_steps and self.warmup_steps > 0:
+            return int(self.warmup_steps) if self.warmup_steps >= 1 else math.ceil(max_steps * self.warmup_steps)
+        return math.ceil(max_steps * self.warmup_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All arguments as JSON-friendly values (enums as strings)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else value
+        return out
+
+    def non_default_dict(self) -> dict[str, Any]:
+        """The arguments that differ from their defaults (for the model card)."""
+        defaults = asdict(CrossEncoderTrainingArguments(output_dir=self.output_dir))
+        defaults = {k: (v.value if isinstance(v, Enum) else v) for k, v in defaults.items()}
+        return {k: v for k, v in self.to_dict().items() if defaults.get(k) != v and k != "output_dir"}

