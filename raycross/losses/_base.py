@@ -54,6 +54,13 @@ def is_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
+def unpack_object_array(value: Any) -> Any:
+    """A 1-d numpy object array (Ray Data's ragged list column) as a list of its rows; anything else unchanged."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return list(value)
+    return value
+
+
 def describe(value: Any, limit: int = 60) -> str:
     """Short ``type: repr`` of a found value for error messages."""
     text = repr(value)
@@ -210,6 +217,7 @@ class CrossEncoderLoss(nn.Module):
         """Labels with one number per row as a float tensor of shape (batch_size,)."""
         if labels is None:
             raise self._missing_label_error(labels)
+        labels = unpack_object_array(labels)
         if not isinstance(labels, Tensor):
             try:
                 labels = torch.as_tensor(np.asarray(labels, dtype=np.float32))

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -105,6 +105,12 @@ def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
     return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
 
 
+def fp32_loss(logits: Tensor, loss_fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """``loss_fn(logits.float())`` with autocast off, so the loss math runs in fp32 under bf16/fp16 training."""
+    with torch.autocast(logits.device.type, enabled=False):
+        return loss_fn(logits.float())
+
+
 def _replay_context(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
     """Under DDP, only the last replayed mini-batch all-reduces (an outer ``no_sync`` still wins)."""
     inner = getattr(model, "model", None)
@@ -153,12 +159,12 @@ def cached_loss(
         features.append(feats)
     logits = torch.cat(parts, dim=0)
     if not grad_enabled:
-        return loss_fn(logits)
+        return fp32_loss(logits, loss_fn)
 
-    # Step 2: the loss and its gradient w.r.t. the logits (autocast off: the loss math runs in fp32).
+    # Step 2: the loss and its gradient w.r.t. the logits.
     logits.requires_grad_(True)
-    with torch.enable_grad(), torch.autocast(device.type, enabled=False):
-        loss = loss_fn(logits)
+    with torch.enable_grad():
+        loss = fp32_loss(logits, loss_fn)
         (logit_grad,) = torch.autograd.grad(loss, logits, allow_unused=True)
     if logit_grad is None:
         logit_grad = torch.zeros_like(logits)
@@ -194,10 +200,5 @@ def cached_or_plain_loss(
     several = len(chunk_ranges(len(pairs), mini_batch_size)) > 1
     if gradient_cache and several and torch.is_grad_enabled():
         return cached_loss(model, pairs, mini_batch_size, loss_fn, show_progress_bar)
-    return loss_fn(score_pairs(model, pairs, mini_batch_size, show_progress_bar).float())
+    return fp32_loss(score_pairs(model, pairs, mini_batch_size, show_progress_bar), loss_fn)
 
-
-def iter_chunks(items: list[Any], mini_batch_size: int | None) -> Iterator[list[Any]]:
-    """Yield consecutive chunks of ``items`` (one chunk for ``None`` or <= 0)."""
-    for b, e in chunk_ranges(len(items), mini_batch_size):
-        yield items[b:e]

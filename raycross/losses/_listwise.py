@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from raycross.losses._base import CrossEncoderLoss, describe, is_number, is_sequence, fullname
+from raycross.losses._base import (
+    CrossEncoderLoss,
+    describe,
+    fullname,
+    is_number,
+    is_sequence,
+    unpack_object_array,
+)
 from raycross.losses._gradcache import cached_or_plain_loss
 
 
@@ -62,6 +69,7 @@ def collate_list_labels(loss_name: str, labels: Any, lengths: Sequence[int]) -> 
         [1.0, 0.0, 0.5]
     """
     expected = "one list of numbers per query, as long as its list of documents"
+    labels = unpack_object_array(labels)
     if labels is None:
         raise ValueError(f"{loss_name} needs labels holding {expected} (a label/labels/score/scores column)")
     if isinstance(labels, (Tensor, np.ndarray)) and labels.ndim == 2:
@@ -71,7 +79,7 @@ def collate_list_labels(loss_name: str, labels: Any, lengths: Sequence[int]) -> 
                 f"{loss_name}: padded labels of shape {tuple(matrix.shape)} do not fit {len(lengths)} queries "
                 f"with up to {max(lengths)} documents"
             )
-        return matrix[list_lengths_mask(lengths, device=matrix.device)]
+        return matrix[:, : max(lengths)][list_lengths_mask(lengths, device=matrix.device)]
     if isinstance(labels, (Tensor, np.ndarray)) or not is_sequence(labels):
         raise ValueError(
             f"{loss_name} needs labels holding {expected}; found {describe(labels)} "

@@ -65,7 +65,11 @@ class ADRMSELoss(ListwiseLoss):
         return (error * mask).sum() / mask.sum()
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "activation_fn": fullname(self.activation_fn), "mini_batch_size": self.mini_batch_size}
+        return {
+            "alpha": self.alpha,
+            "activation_fn": fullname(self.activation_fn),
+            "mini_batch_size": self.mini_batch_size,
+        }
 
     @property
     def citation(self) -> str:

@@ -9,7 +9,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from raycross.losses._base import CrossEncoderLoss, describe, fullname, is_number, is_sequence
+from raycross.losses._base import (
+    CrossEncoderLoss,
+    describe,
+    fullname,
+    is_number,
+    is_sequence,
+    unpack_object_array,
+)
 
 
 class CrossEntropyLoss(CrossEncoderLoss):
@@ -64,8 +71,9 @@ class CrossEntropyLoss(CrossEncoderLoss):
         name, num_labels = type(self).__name__, self.model.num_labels
         if labels is None:
             raise self._missing_label_error(labels)
-        if isinstance(labels, (list, tuple)) and labels and isinstance(labels[0], Tensor):
-            labels = torch.stack(list(labels))
+        labels = unpack_object_array(labels)
+        if isinstance(labels, (list, tuple)) and labels and isinstance(labels[0], (Tensor, np.ndarray)):
+            labels = torch.stack([torch.as_tensor(x) for x in labels])
         elif not isinstance(labels, Tensor):
             labels = torch.as_tensor(np.asarray(labels))
         if labels.dim() == 2 and labels.shape == (batch_size, 1):

@@ -9,7 +9,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from raycross.losses._base import CrossEncoderLoss, describe, fullname, is_number, is_sequence
+from raycross.losses._base import (
+    CrossEncoderLoss,
+    describe,
+    fullname,
+    is_number,
+    is_sequence,
+    unpack_object_array,
+)
 
 
 class MarginMSELoss(CrossEncoderLoss):
@@ -42,7 +49,9 @@ class MarginMSELoss(CrossEncoderLoss):
 
     min_inputs = 3
     max_inputs = None
-    inputs_description = "(query, document_one, document_two) triplets or (query, positive, negative_1, ..., negative_n)"
+    inputs_description = (
+        "(query, document_one, document_two) triplets or (query, positive, negative_1, ..., negative_n)"
+    )
     label_description = (
         "the gold margins [s(q, d1) - s(q, d_i) for the n other documents] (a single number for triplets) "
         "or the n + 1 gold scores [s(q, d1), ..., s(q, d_n+1)]"
@@ -69,7 +78,8 @@ class MarginMSELoss(CrossEncoderLoss):
         """Gold margins of shape (batch_size, num_negatives) from margins or raw scores."""
         if labels is None:
             raise self._missing_label_error(labels)
-        if isinstance(labels, (list, tuple)) and labels and isinstance(labels[0], Tensor):
+        labels = unpack_object_array(labels)
+        if isinstance(labels, (list, tuple)) and labels and isinstance(labels[0], (Tensor, np.ndarray)):
             labels = torch.stack([torch.as_tensor(x).reshape(-1) for x in labels])
         elif not isinstance(labels, Tensor):
             try:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from raycross.losses._base import CrossEncoderLoss, fullname
 from raycross.losses._distributed import gather_columns
-from raycross.losses._gradcache import score_pairs
+from raycross.losses._gradcache import fp32_loss, score_pairs
 
 
 class MultipleNegativesRankingLoss(CrossEncoderLoss):
@@ -123,7 +123,7 @@ class MultipleNegativesRankingLoss(CrossEncoderLoss):
         """Mean loss over the (local) rows; ``labels`` is ignored."""
         self.check_inputs(inputs)
         pairs, batch_size = self.build_pairs(inputs)
-        return self.calculate_loss(score_pairs(self.model, pairs), batch_size)
+        return fp32_loss(score_pairs(self.model, pairs), lambda logits: self.calculate_loss(logits, batch_size))
 
     def get_config_dict(self) -> dict[str, Any]:
         config = {

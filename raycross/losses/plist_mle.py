@@ -39,7 +39,7 @@ class PListMLELambdaWeight(nn.Module):
         # 2 ** 127 is the largest power of two below the fp32 maximum; shift the exponent of longer lists.
         shift = (n - 127).clamp(min=0)
         weights = torch.exp2(n - ranks - shift) - torch.exp2(-shift)
-        return weights * mask
+        return torch.where(mask, weights, torch.zeros_like(weights))
 
 
 class PListMLELoss(ListwiseLoss):
