@@ -113,9 +113,13 @@ class CrossEncoderEvaluator:
     writes the CSV file, prefixes the keys and stores the model card data.
 
     Example:
-        >>> evaluator = CrossEncoderCorrelationEvaluator(pairs, gold, name="sts-dev")  # doctest: +SKIP
-        >>> scores = my_distributed_scoring(evaluator.pairs())  # doctest: +SKIP
-        >>> metrics = evaluator.compute_metrics(scores)  # {"sts-dev_pearson": ..., "sts-dev_spearman": ...}
+        >>> from raycross.evaluation import CrossEncoderCorrelationEvaluator
+        >>> evaluator = CrossEncoderCorrelationEvaluator(
+        ...     [("a", "b"), ("a", "c"), ("a", "d")], [0.1, 0.5, 0.9], name="sts")
+        >>> pairs = evaluator.pairs()  # score them anywhere (shards, Ray actors), keeping their order
+        >>> metrics = evaluator.compute_metrics([0.2, 0.4, 0.8])
+        >>> {key: round(value, 4) for key, value in metrics.items()}
+        {'sts_pearson': 0.982, 'sts_spearman': 1.0}
     """
 
     csv_file: str = ""
@@ -213,6 +217,10 @@ class CrossEncoderEvaluator:
         )
         scores = self.score(model, self.pairs())
         return self.compute_metrics(scores, model=model, output_path=output_path, epoch=epoch, steps=steps)
+
+    def _prefixed(self, metric: str) -> str:
+        """`metric` with this evaluator's name prefix (so `primary_metric` is the final key from the start)."""
+        return f"{self.name}_{metric}" if self.name and not metric.startswith(self.name + "_") else metric
 
     # ------------------------------------------------------------------ sentence-transformers helpers
     def prefix_name_to_metrics(self, metrics: dict[str, Any], name: str) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class CrossEncoderClassificationEvaluator(CrossEncoderEvaluator):
         self.csv_file = "CrossEncoderClassificationEvaluator" + (f"_{name}" if name else "") + "_results.csv"
         binary = bool(np.all(np.isin(self.labels, (0, 1))))
         # Final once the number of model outputs is known (first evaluation).
-        self.primary_metric = "average_precision" if binary else "f1_macro"
+        self.primary_metric = self._prefixed("average_precision" if binary else "f1_macro")
         self.csv_headers = ["epoch", "steps", *(_BINARY_HEADERS if binary else _MULTI_HEADERS)]
 
     def pairs(self) -> list[tuple[str, str]]:

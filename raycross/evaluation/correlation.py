@@ -35,8 +35,9 @@ class CrossEncoderCorrelationEvaluator(CrossEncoderEvaluator):
         >>> evaluator = CrossEncoderCorrelationEvaluator(
         ...     [("A dog runs.", "A dog is running."), ("A dog runs.", "A cat sleeps.")], [0.9, 0.1], name="sts")
         >>> evaluator.primary_metric
-        'spearman'
-        >>> results = evaluator(model)  # doctest: +SKIP  -> {"sts_pearson": ..., "sts_spearman": ...}
+        'sts_spearman'
+        >>> results = evaluator(model)  # doctest: +SKIP
+        >>> # {"sts_pearson": ..., "sts_spearman": ...}
     """
 
     def __init__(
@@ -64,7 +65,20 @@ class CrossEncoderCorrelationEvaluator(CrossEncoderEvaluator):
         self.scores = gold
         self.csv_file = "CrossEncoderCorrelationEvaluator" + (f"_{name}" if name else "") + "_results.csv"
         self.csv_headers = ["epoch", "steps", "Pearson_Correlation", "Spearman_Correlation"]
-        self.primary_metric = "spearman"
+        self.primary_metric = self._prefixed("spearman")
+
+    @classmethod
+    def from_input_examples(cls, examples: Sequence[Any], **kwargs: Any) -> CrossEncoderCorrelationEvaluator:
+        """Build from ``InputExample``-like objects (``.texts`` = [text_a, text_b], ``.label`` = gold score).
+
+        Example:
+            >>> from types import SimpleNamespace as Example
+            >>> evaluator = CrossEncoderCorrelationEvaluator.from_input_examples(
+            ...     [Example(texts=["a", "b"], label=0.2), Example(texts=["a", "c"], label=0.8)], name="sts")
+            >>> evaluator.pairs()
+            [('a', 'b'), ('a', 'c')]
+        """
+        return cls([example.texts for example in examples], [example.label for example in examples], **kwargs)
 
     def pairs(self) -> list[tuple[str, str]]:
         return list(self.sentence_pairs)

@@ -117,6 +117,7 @@ def score_pairs_with_ray(
         >>> import ray; ray.init(num_cpus=2)  # doctest: +SKIP
         >>> scores = score_pairs_with_ray(model, [("q", "d1"), ("q", "d2")], num_actors=2)  # doctest: +SKIP
     """
+    import pyarrow as pa
     import ray
     import ray.data
 
@@ -135,10 +136,15 @@ def score_pairs_with_ray(
     if num_gpus_per_actor == 0:
         model_kwargs.setdefault("device", "cpu")
     payload = ray.put(_model_payload(model))
-    dataset = ray.data.from_items(
-        [{"index": i, "text_a": a, "text_b": b} for i, (a, b) in enumerate(pairs)],
-        override_num_blocks=max(1, min(len(pairs) // rows_per_task + 1, 4 * num_actors)),
-    )
+    table = pa.table({
+        "index": np.arange(len(pairs), dtype=np.int64),
+        "text_a": [a for a, _ in pairs],
+        "text_b": [b for _, b in pairs],
+    })
+    # Several blocks, so that every actor of the pool gets work.
+    num_blocks = max(1, min(-(-len(pairs) // rows_per_task), 4 * num_actors))
+    block_rows = -(-len(pairs) // num_blocks)
+    dataset = ray.data.from_arrow([table.slice(start, block_rows) for start in range(0, len(pairs), block_rows)])
     scored = dataset.map_batches(
         _PairScoringActor,
         fn_constructor_kwargs={
@@ -216,7 +222,9 @@ def shard_range(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
         [(0, 4), (4, 7), (7, 10)]
     """
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"`rank` must be in [0, world_size) with world_size >= 1, got rank={rank}, world_size={world_size}")
+        raise ValueError(
+            f"`rank` must be in [0, world_size) with world_size >= 1, got rank={rank}, world_size={world_size}"
+        )
     base, extra = divmod(num_items, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
@@ -281,7 +289,10 @@ def evaluate_sharded(
     is_main = rank == 0
 
     if not supports_pairs(evaluator):
-        result = evaluator(model, output_path, epoch, steps) if is_main else None
+        result = None
+        if is_main:
+            with _unwrapped_for_inference(model) as bare:
+                result = evaluator(bare, output_path, epoch, steps)
         if world_size > 1:
             import torch.distributed as dist
 

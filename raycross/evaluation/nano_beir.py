@@ -79,7 +79,8 @@ class CrossEncoderNanoBEIREvaluator(CrossEncoderEvaluator):
             raise TypeError("`dataset_names` must be a list of names, e.g. ['msmarco'], got a string")
         if len(dataset_names) == 0:
             raise ValueError("`dataset_names` cannot be empty; use None to evaluate on all data sets")
-        invalid = [n for n in dataset_names if not isinstance(n, str) or n.lower() not in DATASET_NAME_TO_HUMAN_READABLE]
+        known = DATASET_NAME_TO_HUMAN_READABLE
+        invalid = [n for n in dataset_names if not isinstance(n, str) or n.lower() not in known]
         if invalid:
             raise ValueError(
                 f"Dataset(s) {invalid} are not valid NanoBEIR datasets. "
@@ -100,7 +101,7 @@ class CrossEncoderNanoBEIREvaluator(CrossEncoderEvaluator):
         ]
         self.csv_file = f"NanoBEIR_evaluation_{aggregate_key}_results.csv"
         self.csv_headers = ["epoch", "steps", "MAP", f"MRR@{at_k}", f"NDCG@{at_k}"]
-        self.primary_metric = f"ndcg@{at_k}"
+        self.primary_metric = self._prefixed(f"ndcg@{at_k}")
 
     def _get_human_readable_name(self, dataset_name: str) -> str:
         return f"Nano{human_readable_name(dataset_name)}_R{self.rerank_k}"
@@ -149,7 +150,8 @@ class CrossEncoderNanoBEIREvaluator(CrossEncoderEvaluator):
         aggregated = {metric: float(self.aggregate_fn(values)) for metric, values in per_metric.items()}
         k = self.at_k
         if output_path is not None and self.write_csv:
-            self.write_csv_row(output_path, [epoch, steps, aggregated["map"], aggregated[f"mrr@{k}"], aggregated[f"ndcg@{k}"]])
+            row = [aggregated["map"], aggregated[f"mrr@{k}"], aggregated[f"ndcg@{k}"]]
+            self.write_csv_row(output_path, [epoch, steps, *row])
         logger.info("CrossEncoderNanoBEIREvaluator: Aggregated Results:")
         pad = " " * len(str(k))
         logger.info("%s       Base  -> Reranked", pad)

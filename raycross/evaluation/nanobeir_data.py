@@ -184,7 +184,10 @@ def load_nanobeir(dataset_id: str, dataset_name: str, graded: bool = False) -> N
             gain = 1.0 if gains is None or gains[row] is None else float(gains[row])
             for corpus_id in _as_id_list(corpus_ids):
                 qrels.setdefault(str(query_id), {})[corpus_id] = gain
-        candidates = [(str(q), _as_id_list(ids)) for q, ids in zip(bm25_columns["query-id"], bm25_columns["corpus-ids"])]
+        candidates = [
+            (str(query_id), _as_id_list(ids))
+            for query_id, ids in zip(bm25_columns["query-id"], bm25_columns["corpus-ids"])
+        ]
     else:
         relevance = source.read("relevance", split)
         candidates = []

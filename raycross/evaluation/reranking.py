@@ -153,8 +153,9 @@ class CrossEncoderRerankingEvaluator(CrossEncoderEvaluator):
         ...     [{"query": "capital of France", "positive": ["Paris is the capital of France."],
         ...       "documents": ["Lyon is in France.", "Paris is the capital of France."]}], name="dev")
         >>> evaluator.primary_metric
-        'ndcg@10'
-        >>> results = evaluator(model)  # doctest: +SKIP  -> {"dev_map": ..., "dev_base_ndcg@10": ..., ...}
+        'dev_ndcg@10'
+        >>> results = evaluator(model)  # doctest: +SKIP
+        >>> # {"dev_map": ..., "dev_base_ndcg@10": ..., ...}
     """
 
     def __init__(
@@ -189,7 +190,7 @@ class CrossEncoderRerankingEvaluator(CrossEncoderEvaluator):
         self.has_base = any(q.base is not None for q in self.queries)
         self.csv_file = "CrossEncoderRerankingEvaluator" + (f"_{name}" if name else "") + f"_results_@{at_k}.csv"
         self.csv_headers = ["epoch", "steps", "MAP", f"MRR@{at_k}", f"NDCG@{at_k}"]
-        self.primary_metric = f"ndcg@{at_k}"
+        self.primary_metric = self._prefixed(f"ndcg@{at_k}")
 
     def pairs(self) -> list[tuple[str, str]]:
         return [(q.query, doc) for q in self.queries for doc in q.docs]

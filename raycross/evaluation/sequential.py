@@ -52,7 +52,9 @@ class SequentialEvaluator(CrossEncoderEvaluator):
         self.evaluators = list(evaluators)
         for index, evaluator in enumerate(self.evaluators):
             if not callable(evaluator):
-                raise TypeError(f"`evaluators[{index}]` must be an evaluator (callable), got {type(evaluator).__name__}")
+                raise TypeError(
+                    f"`evaluators[{index}]` must be an evaluator (callable), got {type(evaluator).__name__}"
+                )
         self.main_score_function = main_score_function
         self.primary_metric = "sequential_score"
 
