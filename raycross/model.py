@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 ST_CONFIG_FILE = "config_sentence_transformers.json"
 MODULES_FILE = "modules.json"
 SBERT_CONFIG_FILE = "sentence_bert_config.json"
+_PREDICT_CHUNK = 16384  # pairs tokenized at once in predict(); bounds memory on huge inputs
 
 
 def fullname(obj: Any) -> str:
@@ -285,6 +286,31 @@ class CrossEncoder(nn.Module):
 
     tokenize = preprocess
 
+    def _encode_unpadded(self, pairs: Sequence[tuple[str, str]]) -> Mapping[str, list[list[int]]]:
+        first, second = zip(*pairs)
+        return self.tokenizer(list(first), list(second), padding=False, truncation="longest_first",
+                              max_length=self.max_length)
+
+    def _pad(self, encoded: Mapping[str, list[list[int]]], idx: np.ndarray) -> dict[str, Tensor]:
+        """Pad the rows `idx` of an unpadded encoding into tensors, honouring the tokenizer's padding side."""
+        rows = [encoded["input_ids"][i] for i in idx]
+        width = max(len(r) for r in rows)
+        left = self.tokenizer.padding_side == "left"
+        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+        out = {}
+        for key, pad_value in pad_values.items():
+            if key not in encoded:
+                continue
+            array = np.full((len(idx), width), pad_value, dtype=np.int64)
+            for row, i in enumerate(idx):
+                values = encoded[key][i]
+                if left:
+                    array[row, width - len(values):] = values
+                else:
+                    array[row, : len(values)] = values
+            out[key] = torch.from_numpy(array)
+        return out
+
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
         """Raw logits of shape (batch, num_labels) for tokenized features (moved to the model's device)."""
         device = self.device
@@ -333,24 +359,36 @@ class CrossEncoder(nn.Module):
                 return empty
             return empty.numpy() if convert_to_numpy else []
 
-        order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
         scores: list[Tensor] = []
+        positions: list[np.ndarray] = []
         was_training = self.training
         self.eval()
+        progress = tqdm(total=len(pairs), desc="Scoring pairs", unit="pair", disable=not show_progress_bar)
         try:
             with torch.inference_mode():
-                for start in tqdm(range(0, len(pairs), batch_size), desc="Batches", disable=not show_progress_bar):
-                    batch = [pairs[i] for i in order[start : start + batch_size]]
-                    logits = self(self.preprocess(batch)).float()
-                    out = activation(logits) if activation is not None else logits
-                    if apply_softmax and out.ndim == 2 and out.shape[1] > 1:
-                        out = torch.softmax(out, dim=1)
-                    if out.ndim == 2 and out.shape[1] == 1:
-                        out = out[:, 0]
-                    scores.append(out.detach().cpu())
+                # Tokenize a chunk at once without padding, then batch by token length: each batch is
+                # padded only to its own longest pair.
+                for chunk_start in range(0, len(pairs), _PREDICT_CHUNK):
+                    chunk = pairs[chunk_start : chunk_start + _PREDICT_CHUNK]
+                    encoded = self._encode_unpadded(chunk)
+                    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(chunk))
+                    order = np.argsort(-lengths, kind="stable")
+                    for start in range(0, len(chunk), batch_size):
+                        idx = order[start : start + batch_size]
+                        logits = self(self._pad(encoded, idx)).float()
+                        out = activation(logits) if activation is not None else logits
+                        if apply_softmax and out.ndim == 2 and out.shape[1] > 1:
+                            out = torch.softmax(out, dim=1)
+                        if out.ndim == 2 and out.shape[1] == 1:
+                            out = out[:, 0]
+                        scores.append(out.detach().cpu())
+                        positions.append(idx + chunk_start)
+                        progress.update(len(idx))
         finally:
+            progress.close()
             self.train(was_training)
 
+        order = np.concatenate(positions)
         stacked = torch.cat(scores)
         restored = torch.empty_like(stacked)
         restored[torch.as_tensor(order)] = stacked
