@@ -1,0 +1,744 @@
+"""The ``raycross`` command line: train, mine, evaluate, predict, tune and quickstart from YAML configs.
+
+Every command reads a YAML config (see :mod:`raycross.config`), applies ``--set dotted.key=value``
+overrides and the convenience flags, validates the whole config (naming the bad key) before any
+model, data or Ray worker is loaded, then runs. ``--dry-run`` prints the resolved config and stops.
+
+Example:
+    $ raycross train --config jobs/configs/reranker_bce.yaml --set training.learning_rate=3e-5 --max-steps 100
+    $ raycross mine --config jobs/configs/mine_hard_negatives.yaml --output mined/
+    $ raycross evaluate --config jobs/configs/reranker_bce.yaml --model outputs/reranker-bce
+    $ raycross predict --model outputs/reranker-bce --input pairs.parquet --output scores.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from raycross import config as cfg
+from raycross.config import ConfigError
+
+logger = logging.getLogger("raycross.cli")
+
+
+class CommandUnavailable(RuntimeError):
+    """The command needs a raycross module that this installation does not have."""
+
+
+EPILOG = """\
+config sections (YAML): model, data, loss, evaluator, training, mining, teacher, tune, evaluate, predict.
+A data source is one of {path: FILE|DIR|[FILES]}, {bundled: wordnet-mini/train.parquet} or
+{hub: ID, subset, split}, with optional offline (a source used when HF_HUB_OFFLINE=1), columns,
+rename, label_map, limit, shuffle, seed. Strings may use ${VAR} and ${VAR:-default}.
+Overrides: --set training.learning_rate=3e-5 --set data.train.limit=1000 (values are YAML).
+Ready-made recipes: jobs/configs/*.yaml; cluster setup and `ray job submit`: cluster/README.md.
+"""
+
+
+# ------------------------------------------------------------------------------------------ parser
+def _common(parser: argparse.ArgumentParser, config_required: bool = False) -> None:
+    parser.add_argument("-c", "--config", required=config_required, metavar="YAML",
+                        help="YAML run config (see jobs/configs/ for recipes)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key by dotted path, e.g. --set training.learning_rate=3e-5 "
+                             "(repeatable; the value is parsed as YAML)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the config, print it resolved (YAML) and exit without running")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level (default: INFO)")
+
+
+def _training_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", dest="model", metavar="NAME_OR_PATH",
+                        help="model to fine-tune (sets model.name_or_path)")
+    parser.add_argument("--output-dir", help="where the final model and checkpoints go (training.output_dir)")
+    parser.add_argument("--num-workers", type=int,
+                        help="Ray Train workers; 0 trains in this process (training.num_workers)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (training.max_steps)")
+    parser.add_argument("--epochs", type=float, help="training.num_train_epochs")
+    parser.add_argument("--learning-rate", type=float, help="training.learning_rate")
+    parser.add_argument("--batch-size", type=int, help="per-worker batch size (training.per_device_train_batch_size)")
+    parser.add_argument("--storage-path", help="shared checkpoint storage for multi-node runs (training.storage_path)")
+    parser.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None,
+                        help="one GPU per worker (training.use_gpu; default: use one when available)")
+
+
+_FLAG_KEYS = {
+    "train": {"output_dir": "training.output_dir", "num_workers": "training.num_workers",
+              "max_steps": "training.max_steps", "epochs": "training.num_train_epochs",
+              "learning_rate": "training.learning_rate", "batch_size": "training.per_device_train_batch_size",
+              "storage_path": "training.storage_path", "use_gpu": "training.use_gpu"},
+    "mine": {"output": "mining.output_path", "num_negatives": "mining.num_negatives",
+             "output_format": "mining.output_format"},
+    "evaluate": {"output": "evaluate.output_path"},
+    "predict": {"output": "predict.output_path", "batch_size": "predict.batch_size"},
+}
+_FLAG_KEYS["tune"] = {**_FLAG_KEYS["train"], "num_samples": "tune.num_samples"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``raycross`` and its subcommands.
+
+    Example:
+        >>> build_parser().parse_args(["train", "-c", "x.yaml", "--max-steps", "5"]).max_steps
+        5
+    """
+    parser = argparse.ArgumentParser(
+        prog="raycross",
+        description="Train cross-encoders (rerankers, pair classifiers) at cluster scale on Ray.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from raycross import __version__
+
+    parser.add_argument("--version", action="version", version=f"raycross {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser(
+        "train", help="fine-tune a cross-encoder (optionally mining hard negatives first)", formatter_class=fmt,
+        description="Fine-tune a cross-encoder from a YAML config: load data (and mine hard negatives when the "
+                    "config has a `mining` section, or score them with a `teacher`), build the loss and evaluator, "
+                    "train with CrossEncoderTrainer (in-process or on Ray Train workers) and save the final model "
+                    "(with its trainer state and model card) to training.output_dir.\n\nNeeds sections: model, data.train, loss, training.",
+        epilog=EPILOG)
+    _common(p, config_required=True)
+    _training_flags(p)
+
+    p = sub.add_parser(
+        "mine", help="mine hard negatives for a dataset and write them as parquet files", formatter_class=fmt,
+        description="Mine hard negatives for data.train against data.corpus (and the dataset's own positives) "
+                    "with mining.model, distributed over Ray, and stream the rows to parquet files in the "
+                    "directory mining.output_path.\n\nNeeds sections: data.train, mining.",
+        epilog=EPILOG)
+    _common(p, config_required=True)
+    p.add_argument("--model", dest="model", metavar="NAME_OR_PATH", help="embedding model (sets mining.model)")
+    p.add_argument("--output", help="output directory of the parquet files (mining.output_path)")
+    p.add_argument("--num-negatives", type=int, help="mining.num_negatives")
+    p.add_argument("--output-format", choices=["triplet", "n-tuple", "labeled-pair", "labeled-list"],
+                   help="mining.output_format")
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a model with the config's evaluator(s)", formatter_class=fmt,
+        description="Load model (or --model) and run the `evaluator` section; print the metrics as JSON and "
+                    "optionally write them to evaluate.output_path.\n\nNeeds sections: model, evaluator.",
+        epilog=EPILOG)
+    _common(p)
+    p.add_argument("--model", dest="model", metavar="NAME_OR_PATH", help="model to evaluate (model.name_or_path)")
+    p.add_argument("--output", help="write the metrics JSON here (evaluate.output_path)")
+
+    p = sub.add_parser(
+        "predict", help="score (text_a, text_b) pairs from a file", formatter_class=fmt,
+        description="Score the pairs of data.input (its first two input columns) with the model and write "
+                    "them with a `score` column to predict.output_path (.parquet/.jsonl/.json/.csv), or print "
+                    "JSON lines. With predict.num_actors the scoring runs on a Ray Data actor pool.",
+        epilog=EPILOG)
+    _common(p)
+    p.add_argument("--model", dest="model", metavar="NAME_OR_PATH", help="model to score with (model.name_or_path)")
+    p.add_argument("--input", help="pairs file or directory (data.input.path)")
+    p.add_argument("--output", help="output file (predict.output_path); default: JSON lines on stdout")
+    p.add_argument("--batch-size", type=int, help="predict.batch_size")
+
+    p = sub.add_parser(
+        "tune", help="hyperparameter sweep on Ray Tune", formatter_class=fmt,
+        description="Run a Ray Tune sweep over the training config: each trial is a training run; the `tune` "
+                    "section holds the search space, trial count, metric and scheduler. Calls "
+                    "raycross.tune.run_sweep_from_config.\n\nNeeds sections: model, data.train, loss, training, tune.",
+        epilog=EPILOG)
+    _common(p, config_required=True)
+    _training_flags(p)
+    p.add_argument("--num-samples", type=int, help="number of trials (tune.num_samples)")
+
+    p = sub.add_parser(
+        "quickstart", help="offline end-to-end demo: mine, train and evaluate a WordNet reranker",
+        formatter_class=fmt,
+        description="Fine-tune MiniLM into a word-sense reranker on the bundled WordNet data, offline, in "
+                    "minutes; prints the metrics before and after and where the model was saved. Options may "
+                    "also come from a `quickstart` section of a config.")
+    _common(p)
+    _quickstart_flags(p)
+    return parser
+
+
+def _quickstart_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags generated from ``raycross.quickstart.run_quickstart``'s signature (kept in step with it)."""
+    target = _quickstart_function()
+    if target is None:
+        return
+    for param in inspect.signature(target).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name == "log":
+            continue
+        default = param.default if param.default is not param.empty else None
+        kind = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else None
+        if "int" in str(param.annotation) and kind is None:
+            kind = int
+        if "float" in str(param.annotation) and kind in (None, int):
+            kind = float
+        parser.add_argument(f"--{param.name.replace('_', '-')}", dest=f"qs_{param.name}", type=kind or str,
+                            default=None, help=f"run_quickstart({param.name}=...), default: {default}")
+
+
+def _quickstart_function():
+    try:
+        from raycross import quickstart
+    except ImportError:
+        return None
+    return getattr(quickstart, "run_quickstart", None)
+
+
+# ------------------------------------------------------------------------------------- config setup
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Load, override and validate the config of a parsed command line.
+
+    Example:
+        >>> args = build_parser().parse_args(["predict", "--model", "m", "--input", "x.parquet"])
+        >>> resolve_config(args)  # doctest: +SKIP
+    """
+    values = {key: getattr(args, flag, None) for flag, key in _FLAG_KEYS.get(args.command, {}).items()}
+    model = getattr(args, "model", None)
+    if model is not None:
+        values["mining.model" if args.command == "mine" else "model.name_or_path"] = model
+    config = cfg.load_config(args.config, args.overrides, command=None, values=values)
+    if getattr(args, "input", None) is not None:
+        # --input replaces the config's input source, keeping its columns/rename/limit options.
+        source = (config.get("data") or {}).get("input") or {}
+        kept = {k: v for k, v in source.items() if k not in (*cfg.SOURCE_KINDS, "subset", "split", "revision", "offline")}
+        config.setdefault("data", {})["input"] = {"path": cfg.expand_env(args.input, "data.input.path"), **kept}
+    if model is not None and args.command != "mine" and isinstance(config.get("model"), dict):
+        config["model"].pop("offline", None)  # an explicit --model is never swapped for the offline default
+    if args.command == "quickstart":
+        options = {name[3:]: value for name, value in vars(args).items() if name.startswith("qs_") and value is not None}
+        if options:
+            config.setdefault("quickstart", {}).update(options)
+    cfg.validate_config(config, args.command)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``raycross`` console script; returns the exit code.
+
+    Exit codes: 0 success, 2 bad command line or config (the message names the key), 1 runtime failure.
+
+    Example:
+        >>> main(["train", "--config", "jobs/configs/reranker_bce.yaml", "--dry-run"])  # doctest: +SKIP
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        try:
+            config = resolve_config(args)
+        except FileNotFoundError as exc:  # the config file itself
+            raise ConfigError("", str(exc)) from None
+        if args.dry_run:
+            import yaml
+
+            sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
+            return 0
+        if args.command != "quickstart":
+            _connect_to_job_cluster()
+        runner = COMMANDS[args.command]
+        result = runner(config)
+    except ConfigError as exc:
+        # The message names the key; no traceback for a config mistake.
+        sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
+        return 2
+    except CommandUnavailable as exc:
+        sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
+        return 1
+    sys.stdout.write(json.dumps({"command": args.command, **result}, indent=2, default=str) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- builders
+def load_model(section: Mapping[str, Any], **overrides: Any):
+    """A CrossEncoder from the `model` section (``overrides`` win over its keys).
+
+    Example:
+        >>> model = load_model({"name_or_path": "outputs/reranker-bce"})  # doctest: +SKIP
+    """
+    from raycross import CrossEncoder
+
+    kwargs = {k: v for k, v in section.items() if k not in cfg.MODEL_REF_KEYS}
+    kwargs.update(overrides)
+    if isinstance(kwargs.get("activation_fn"), (str, Mapping)):
+        cls, cls_kwargs = cfg.resolve_object_name(kwargs["activation_fn"], "model.activation_fn")
+        kwargs["activation_fn"] = cls(**cls_kwargs)
+    ref = {k: section[k] for k in cfg.MODEL_REF_KEYS if k in section}
+    return CrossEncoder(cfg.resolve_model_ref(ref, "model"), **kwargs)
+
+
+def build_loss(spec: Mapping[str, Any], model: Any, key: str = "loss"):
+    """The loss (or {dataset name: loss}) of a validated `loss` section, bound to ``model``.
+
+    Example:
+        >>> loss = build_loss({"name": "BinaryCrossEntropyLoss", "kwargs": {"pos_weight": 3}}, model)  # doctest: +SKIP
+    """
+    if "name" not in spec:
+        return {name: build_loss(sub, model, f"{key}.{name}") for name, sub in spec.items()}
+    cls = cfg.loss_class(spec["name"], f"{key}.name")
+    kwargs = dict(spec.get("kwargs") or {})
+    for name in cfg.LOSS_OBJECT_ARGS:
+        if kwargs.get(name) is not None and isinstance(kwargs[name], (str, Mapping)):
+            obj_cls, obj_kwargs = cfg.resolve_object_name(kwargs[name], f"{key}.kwargs.{name}")
+            kwargs[name] = obj_cls(**obj_kwargs)
+    return cls(model, **kwargs)
+
+
+def build_evaluator(spec: Any, key: str = "evaluator"):
+    """The evaluator of a validated `evaluator` section (a list becomes a SequentialEvaluator).
+
+    Example:
+        >>> ev = build_evaluator({"type": "reranking", "data": {"bundled": "wordnet-mini/eval.parquet"}})  # doctest: +SKIP
+    """
+    if isinstance(spec, list):
+        from raycross.evaluation import SequentialEvaluator
+
+        return SequentialEvaluator([build_evaluator(s, f"{key}.{i}") for i, s in enumerate(spec)])
+    cls = cfg.evaluator_class(spec["type"], f"{key}.type")
+    kwargs = dict(spec.get("kwargs") or {})
+    data_args = cfg.EVALUATOR_DATA_ARGS[cls.__name__]
+    if not data_args:
+        return cls(**kwargs)
+    dataset = cfg.load_source(spec["data"], f"{key}.data")
+    if data_args == ("samples",):
+        return cls(dataset.to_list(), **kwargs)
+    from raycross.data import split_columns
+
+    inputs, label = split_columns(dataset.column_names)
+    if len(inputs) != 2 or label is None:
+        raise ConfigError(
+            f"{key}.data.columns",
+            f"{cls.__name__} needs two text columns and a label/score column, found inputs {inputs} and "
+            f"label {label!r}",
+        )
+    pairs = list(zip(dataset[inputs[0]], dataset[inputs[1]]))
+    return cls(pairs, dataset[label], **kwargs)
+
+
+def load_train_data(config: Mapping[str, Any]):
+    """The training dataset (or {name: dataset}) and the eval dataset (or None) of `data`.
+
+    Example:
+        >>> train, eval_ = load_train_data({"data": {"train": {"bundled": "wordnet-mini/train.parquet"}}})
+        >>> train.num_rows, eval_
+        (3000, None)
+    """
+    data = config["data"]
+    train = data["train"]
+    if cfg.is_single_source(train):
+        train_ds = cfg.load_source(train, "data.train")
+    else:
+        train_ds = {name: cfg.load_source(sub, f"data.train.{name}") for name, sub in train.items()}
+    eval_ds = cfg.load_source(data["eval"], "data.eval") if data.get("eval") is not None else None
+    return train_ds, eval_ds
+
+
+def load_corpus(config: Mapping[str, Any]) -> list[str] | None:
+    """The mining corpus texts of `data.corpus` (its single column, or its `text` column), or None.
+
+    Example:
+        >>> len(load_corpus({"data": {"corpus": {"bundled": "wordnet-mini/corpus.parquet", "limit": 7}}}))
+        7
+    """
+    spec = (config.get("data") or {}).get("corpus")
+    if spec is None:
+        return None
+    ds = cfg.load_source(spec, "data.corpus")
+    if len(ds.column_names) == 1:
+        column = ds.column_names[0]
+    elif "text" in ds.column_names:
+        column = "text"
+    else:
+        raise ConfigError("data.corpus.columns", f"select the text column: found columns {ds.column_names}")
+    texts = ds[column]
+    if not all(isinstance(t, str) for t in texts):
+        raise ConfigError("data.corpus", f"column {column!r} must hold strings")
+    return texts
+
+
+def mine(config: Mapping[str, Any], dataset: Any):
+    """Run ``mine_hard_negatives`` on ``dataset`` with the `mining` section and `data.corpus`.
+
+    Example:
+        >>> mined = mine(config, train_dataset)  # doctest: +SKIP
+    """
+    mining = dict(config["mining"])
+    mine_hard_negatives = cfg.mining_function()
+    kwargs = {k: v for k, v in mining.items() if k not in cfg.MINING_EXTRA_KEYS}
+    model = cfg.resolve_model_ref(mining["model"], "mining.model")
+    if mining.get("cross_encoder") is not None:
+        kwargs["cross_encoder"] = cfg.resolve_model_ref(mining["cross_encoder"], "mining.cross_encoder")
+    if kwargs.get("output_path"):
+        kwargs["output_path"] = str(Path(kwargs["output_path"]).expanduser().resolve())
+    corpus = load_corpus(config)
+    if corpus is not None:
+        kwargs["corpus"] = corpus
+    logger.info("mining hard negatives with %s for %d rows%s", model, len(dataset),
+                f" against a corpus of {len(corpus)} texts" if corpus is not None else "")
+    return mine_hard_negatives(dataset, model, **kwargs)
+
+
+def add_teacher_scores(config: Mapping[str, Any], dataset: Any):
+    """Label every row with the teacher's scores of (query, document_i) for each document of the row.
+
+    The first input column is the query; the others hold a document or a list of documents. The label
+    column (``teacher.label_column``, default ``scores``) gets the list of scores: what MarginMSELoss,
+    ListNet and the other distillation losses take.
+
+    Example:
+        >>> dataset = add_teacher_scores({"teacher": {"model": "teacher-dir"}}, mined)  # doctest: +SKIP
+    """
+    import numpy as np
+    import torch
+
+    from raycross import CrossEncoder
+    from raycross.data import split_columns
+
+    teacher_cfg = config["teacher"]
+    label_column = teacher_cfg.get("label_column") or "scores"
+    inputs, existing = split_columns(dataset.column_names)
+    if existing is not None:
+        raise ConfigError("teacher", f"the training data already has a label column {existing!r}; "
+                                     "drop it (data.train.columns) or remove the teacher section")
+    if len(inputs) < 2:
+        raise ConfigError("teacher", f"teacher scoring needs a query column and document column(s), found {inputs}")
+    rows = dataset.select_columns(inputs).to_list()
+    pairs, sizes = [], []
+    for row in rows:
+        docs = []
+        for column in inputs[1:]:
+            value = row[column]
+            docs.extend(value if isinstance(value, list) else [value])
+        pairs.extend((row[inputs[0]], d) for d in docs)
+        sizes.append(len(docs))
+    teacher = CrossEncoder(cfg.resolve_model_ref(teacher_cfg["model"], "teacher.model"))
+    activation = None if teacher_cfg.get("apply_activation", False) else torch.nn.Identity()
+    logger.info("scoring %d pairs with the teacher %s", len(pairs), teacher.model_name_or_path)
+    scores = np.asarray(teacher.predict(pairs, batch_size=teacher_cfg.get("batch_size") or 32,
+                                        activation_fn=activation, show_progress_bar=False), dtype=np.float64)
+    if scores.ndim != 1:
+        raise ConfigError("teacher.model", f"the teacher must have 1 label, it returned scores of shape {scores.shape}")
+    offsets = np.cumsum([0, *sizes])
+    labels = [scores[offsets[i]: offsets[i + 1]].tolist() for i in range(len(sizes))]
+    return dataset.add_column(label_column, labels)
+
+
+def write_dataset(dataset: Any, path: str) -> str:
+    """Write a ``datasets.Dataset`` to .parquet, .jsonl/.json (JSON lines) or .csv; returns the absolute path.
+
+    Example:
+        >>> write_dataset(mined, "mined.parquet")  # doctest: +SKIP
+    """
+    out = Path(path).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        dataset.to_parquet(str(out))
+    elif suffix in (".jsonl", ".json"):
+        dataset.to_json(str(out), lines=True, force_ascii=False)
+    elif suffix == ".csv":
+        dataset.to_csv(str(out), index=False)
+    else:
+        raise ConfigError("output_path", f"expected a .parquet, .jsonl, .json or .csv file, found {path!r}")
+    return str(out)
+
+
+def _job_context() -> dict[str, Any]:
+    """Where this process runs: the Ray job submission id when started by `ray job submit`."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return {}
+    try:
+        metadata = json.loads(raw).get("metadata") or {}
+    except ValueError:
+        return {}
+    job_id = metadata.get("job_submission_id")
+    return {"ray_job_submission_id": job_id} if job_id else {}
+
+
+class RayDashboardMetrics:
+    """Training callback: every number the trainer logs becomes the Ray metric ``raycross_train_metric``.
+
+    Tagged ``run`` (the run name) and ``metric`` (``loss``, ``learning_rate``, ``eval_<name>_ndcg@10``, ...),
+    it reaches the Ray dashboard's Metrics view (Prometheus as ``ray_raycross_train_metric``) from rank 0
+    of the workers, or from the driver for in-process training in a Ray job. Without Ray it does nothing.
+
+    Example:
+        >>> trainer = CrossEncoderTrainer(model, args, train_dataset=data, callbacks=[RayDashboardMetrics("run")])  # doctest: +SKIP
+    """
+
+    def __init__(self, run_name: str) -> None:
+        self.run_name = str(run_name)
+        self._gauge = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"run_name": self.run_name, "_gauge": None}  # the gauge is made where the callback runs
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        if not getattr(state, "is_world_process_zero", True) or not logs:
+            return
+        gauge = self._get_gauge()
+        if gauge is None:
+            return
+        import math
+        import numbers
+
+        values = {**logs, "global_step": getattr(state, "global_step", None)}
+        for key, value in values.items():
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+                gauge.set(float(value), tags={"run": self.run_name, "metric": str(key)})
+
+    def _get_gauge(self):
+        if self._gauge is None:
+            import ray
+
+            if not ray.is_initialized():
+                return None
+            from ray.util.metrics import Gauge
+
+            self._gauge = Gauge("raycross_train_metric", description="raycross training logs (loss, lr, eval metrics)",
+                                tag_keys=("run", "metric"))
+        return self._gauge
+
+
+def _connect_to_job_cluster() -> None:
+    """Inside a Ray job, connect to its cluster once, up front, with the job's own runtime env.
+
+    Mining, training and Ray scoring then share this connection instead of each calling ``ray.init``
+    with runtime envs of their own (which Ray refuses to merge with the job's when keys overlap).
+    """
+    if not _job_context():
+        return
+    import ray
+
+    if not ray.is_initialized():
+        context = ray.init(log_to_driver=True)
+        logger.info("connected to the Ray cluster; dashboard: %s", getattr(context, "dashboard_url", None) or "n/a")
+
+
+def _locations(args: Any) -> dict[str, str]:
+    """Where the model, checkpoints and logs of a training run go (the trainer's layout)."""
+    output_dir = str(Path(args.output_dir).expanduser().absolute())
+    if args.storage_path:
+        storage = args.storage_path.rstrip("/")
+        run_dir = f"{storage}/{args.run_name}" if "://" in storage else str(Path(storage).expanduser().absolute() / args.run_name)
+    else:
+        run_dir = output_dir
+    logs = args.logging_dir or f"{output_dir}/runs/{args.run_name}"
+    return {
+        "output_dir": output_dir,
+        "final_model": output_dir,
+        "checkpoints": f"{run_dir}/checkpoint-<step>",
+        "tensorboard_logs": logs if "tensorboard" in (args.report_to or []) else "off (training.report_to: tensorboard)",
+        "dashboard_metric": f'ray_raycross_train_metric{{run="{args.run_name}"}} (Ray dashboard, Metrics)',
+    }
+
+
+# ----------------------------------------------------------------------------------------- commands
+def run_train(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``raycross train``: (mine, score with a teacher,) train; returns the paths and the final metrics.
+
+    Example:
+        >>> run_train(cfg.load_config("jobs/configs/reranker_bce.yaml", command="train"))  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    args = cfg.build_training_args(config["training"])
+    where = _locations(args)
+    job = _job_context()
+    for name, value in {**where, **job}.items():
+        logger.info("%s: %s", name, value)
+    if job:
+        logger.info("follow this job: `ray job logs --follow %s` or the Jobs tab of the Ray dashboard "
+                    "(port 8265); training metrics appear under its Train tab", job["ray_job_submission_id"])
+
+    train_ds, eval_ds = load_train_data(config)
+    if config.get("mining") is not None:
+        if isinstance(train_ds, dict):
+            raise ConfigError("mining", "mining applies to a single training dataset; data.train holds several")
+        train_ds = mine(config, train_ds)
+        if isinstance(train_ds, (str, os.PathLike)):  # streamed to parquet files: train from them
+            logger.info("mined data written to %s", train_ds)
+            train_ds = str(train_ds)
+            if config.get("teacher") is not None:
+                train_ds = cfg.load_source({"path": train_ds}, "mining.output_path")
+    if config.get("teacher") is not None:
+        if isinstance(train_ds, dict):
+            raise ConfigError("teacher", "teacher scoring applies to a single training dataset")
+        train_ds = add_teacher_scores(config, train_ds)
+
+    from raycross import CrossEncoderTrainer
+
+    model = load_model(config["model"])
+    loss = build_loss(config["loss"], model)
+    evaluator = build_evaluator(config["evaluator"]) if config.get("evaluator") is not None else None
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                  loss=loss, evaluator=evaluator, callbacks=[RayDashboardMetrics(args.run_name)])
+    result = trainer.train()
+    # The trainer wrote the final model (best one with load_best_model_at_end) to output_dir.
+    _save_config(config, Path(where["output_dir"]) / "raycross_config.yaml")
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    logger.info("final metrics: %s", json.dumps(metrics))
+    logger.info("final model in %s; load it with raycross.CrossEncoder(%r)", where["final_model"], where["final_model"])
+    return {**where, **job, "global_step": result.global_step, "best_checkpoint": result.best_checkpoint,
+            "best_metric": result.best_metric, "last_checkpoint": result.last_checkpoint, "metrics": metrics,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _save_config(config: Mapping[str, Any], path: Path) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf8")
+
+
+def run_mine(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``raycross mine``: mine hard negatives for data.train and write them to mining.output_path.
+
+    Example:
+        >>> run_mine(cfg.load_config("jobs/configs/mine_hard_negatives.yaml", command="mine"))  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    job = _job_context()
+    train = config["data"]["train"]
+    if not cfg.is_single_source(train):
+        raise ConfigError("data.train", "mining takes a single dataset; give one source")
+    dataset = cfg.load_source(train, "data.train")
+    path = Path(mine(config, dataset))
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    columns = list(pq.read_schema(files[0]).names) if files else []
+    logger.info("mined %d rows with columns %s -> %s", rows, columns, path)
+    return {"output_path": str(path), "files": len(files), "rows": rows, "columns": columns, **job,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_evaluate(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``raycross evaluate``: run the evaluator(s) on the model and return the metrics.
+
+    Example:
+        >>> run_evaluate(cfg.load_config({"model": ..., "evaluator": ...}, command="evaluate"))  # doctest: +SKIP
+    """
+    evaluator = build_evaluator(config["evaluator"])
+    model = load_model(config["model"])
+    metrics = {k: float(v) for k, v in evaluator(model).items()}
+    out = (config.get("evaluate") or {}).get("output_path")
+    result: dict[str, Any] = {"model": model.model_name_or_path, "metrics": metrics}
+    if out:
+        path = Path(out).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2), encoding="utf8")
+        result["output_path"] = str(path)
+    return result
+
+
+def run_predict(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``raycross predict``: score the pairs of data.input; write them with a `score` column or print them.
+
+    Example:
+        >>> run_predict(cfg.load_config({"model": {"name_or_path": "m"}, "data": {"input": {"path": "p.csv"}}},
+        ...                             command="predict"))  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from raycross.data import split_columns
+
+    options = dict(config.get("predict") or {})
+    dataset = cfg.load_source(config["data"]["input"], "data.input")
+    inputs, _ = split_columns(dataset.column_names)
+    if len(inputs) < 2:
+        raise ConfigError("data.input.columns", f"predict needs two text columns, found inputs {inputs}")
+    pairs = list(zip(dataset[inputs[0]], dataset[inputs[1]]))
+    model = load_model(config["model"])
+    batch_size = options.get("batch_size") or 32
+    activation = options.get("activation_fn")
+    if activation is not None:
+        cls, kwargs = cfg.resolve_object_name(activation, "predict.activation_fn")
+        activation = cls(**kwargs)
+    if options.get("num_actors"):
+        if activation is not None or options.get("apply_softmax"):
+            raise ConfigError("predict.num_actors", "Ray scoring applies the model's own activation; "
+                                                    "drop activation_fn/apply_softmax or num_actors")
+        from raycross.evaluation import score_pairs_with_ray
+
+        scores = score_pairs_with_ray(model, pairs, batch_size=batch_size, num_actors=options["num_actors"],
+                                      num_cpus_per_actor=options.get("num_cpus_per_actor", 1),
+                                      num_gpus_per_actor=options.get("num_gpus_per_actor", 0))
+    else:
+        scores = model.predict(pairs, batch_size=batch_size, activation_fn=activation,
+                               apply_softmax=bool(options.get("apply_softmax")),
+                               show_progress_bar=options.get("show_progress_bar"))
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(pairs), -1)
+    values = scores[:, 0].tolist() if scores.shape[1] == 1 else scores.tolist()
+    column = "score" if scores.shape[1] == 1 else "scores"
+    result: dict[str, Any] = {"model": model.model_name_or_path, "rows": len(pairs)}
+    if options.get("output_path"):
+        result["output_path"] = write_dataset(dataset.add_column(column, values), options["output_path"])
+    else:
+        for (a, b), value in zip(pairs, values):
+            sys.stdout.write(json.dumps({inputs[0]: a, inputs[1]: b, column: value}) + "\n")
+    return result
+
+
+def run_tune(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``raycross tune``: a Ray Tune sweep through ``raycross.tune.run_sweep_from_config``.
+
+    Example:
+        >>> run_tune(cfg.load_config("jobs/configs/hpo_sweep.yaml", command="tune"))  # doctest: +SKIP
+    """
+    try:
+        from raycross.tune import run_sweep_from_config
+    except ImportError as exc:
+        raise CommandUnavailable(
+            f"raycross tune needs raycross.tune.run_sweep_from_config, which this installation lacks ({exc})"
+        ) from None
+    result = run_sweep_from_config(dict(config))
+    if isinstance(result, Mapping):
+        return dict(result)
+    return {"result": result}
+
+
+def run_quickstart_command(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``raycross quickstart``: ``raycross.quickstart.run_quickstart(**options)``, printing its progress.
+
+    Example:
+        >>> run_quickstart_command({"quickstart": {"output_dir": "qs", "max_steps": 20}})  # doctest: +SKIP
+    """
+    target = _quickstart_function()
+    if target is None:
+        raise CommandUnavailable("raycross quickstart needs raycross.quickstart.run_quickstart, which this installation lacks")
+    options = dict(config.get("quickstart") or {})
+
+    def log(line: str) -> None:
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
+
+    if "log" in inspect.signature(target).parameters:
+        options["log"] = log
+    result = target(**options)
+    return dict(result) if isinstance(result, Mapping) else {"result": result}
+
+
+COMMANDS = {
+    "train": run_train,
+    "mine": run_mine,
+    "evaluate": run_evaluate,
+    "predict": run_predict,
+    "tune": run_tune,
+    "quickstart": run_quickstart_command,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
