@@ -26,6 +26,7 @@ _LAZY = {
     "MultiDatasetBatchSamplers": "raycross.training",
     "losses": "raycross.losses",
     "evaluation": "raycross.evaluation",
+    "tune": "raycross.tune",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
