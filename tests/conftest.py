@@ -157,3 +157,20 @@ def ray_session():
         )
     yield ray
     # Left running for the rest of the session; pytest's exit tears it down.
+
+
+@pytest.fixture
+def forbid_ray_start(monkeypatch):
+    """Fail the test if the code under test starts or uses Ray (even when the session's Ray is running).
+
+    Ray's public APIs auto-initialise through `ray.is_initialized()` / `ray.init()`; pretending Ray is
+    down and making `init` raise catches any task, actor or Ray Data use before validation finished.
+    """
+    import ray
+
+    def _refuse(*args, **kwargs):
+        raise AssertionError("Ray was started before input validation finished")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", _refuse)
+    yield

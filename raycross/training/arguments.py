@@ -114,6 +114,11 @@ class CrossEncoderTrainingArguments:
             default: checkpoints go to ``output_dir/checkpoint-<step>``.
         max_failures: how many times a failed worker group is restarted from the last checkpoint.
         shard_eval: split the evaluation data and the evaluator's pairs over the workers.
+        ddp_find_unused_parameters: DDP option for models with parameters a loss does not use.
+
+    Data arguments beyond sentence-transformers: ``prefetch_batches`` (batches gathered and tokenized
+    ahead in a background thread; 0 = inline) and ``group_by_length`` (the transformers option: batches
+    of rows of similar length, less padding; with ``batch_sampler='batch_sampler'``).
 
     Example:
         >>> args = CrossEncoderTrainingArguments(output_dir="out", num_train_epochs=1, learning_rate=2e-5,
@@ -165,7 +170,9 @@ class CrossEncoderTrainingArguments:
     batch_sampler: BatchSamplers | str = "batch_sampler"
     multi_dataset_batch_sampler: MultiDatasetBatchSamplers | str = "proportional"
     dataloader_drop_last: bool = False
+    group_by_length: bool = False
     prefetch_batches: int = 2
+    ddp_find_unused_parameters: bool = False
     # --- Ray
     num_workers: int = 0
     use_gpu: bool | None = None
@@ -220,6 +227,10 @@ class CrossEncoderTrainingArguments:
             raise ValueError(
                 "per_device_train_batch_size: batch_sampler='group_by_label' needs an even batch size >= 4 "
                 f"(2 rows of at least 2 labels per batch), found {self.per_device_train_batch_size}"
+            )
+        if self.group_by_length and self.batch_sampler is not BatchSamplers.BATCH_SAMPLER:
+            raise ValueError(
+                f"group_by_length=True works with batch_sampler='batch_sampler' only, found {self.batch_sampler.value!r}"
             )
         if self.resources_per_worker is not None and not (
             isinstance(self.resources_per_worker, dict)

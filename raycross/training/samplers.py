@@ -45,6 +45,27 @@ def _chunk(order: np.ndarray, batch_size: int, drop_last: bool, min_last: int = 
     return batches
 
 
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, drop_last: bool, megabatch_mult: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths (less padding): a random permutation is cut into megabatches
+    of ``megabatch_mult * batch_size`` rows, each sorted by length and cut into batches; the batch order
+    is shuffled, with the longest batch first (an out-of-memory error shows up at the first step), as
+    the transformers ``group_by_length`` sampler does.
+    """
+    order = rng.permutation(len(lengths))
+    size = megabatch_mult * batch_size
+    grouped = [mega[np.argsort(-lengths[mega], kind="stable")] for mega in np.array_split(order, max(1, -(-len(order) // size)))]
+    batches = [b for mega in grouped for b in _chunk(mega, batch_size, drop_last=False)]
+    if drop_last:
+        batches = [b for b in batches if len(b) == batch_size]
+    if not batches:
+        return batches
+    longest = int(np.argmax([lengths[b].max() for b in batches]))
+    rest = [batches[i] for i in rng.permutation(len(batches)) if i != longest]
+    return [batches[longest], *rest]
+
+
 # ---------------------------------------------------------------------- no duplicates
 class TextIds:
     """Every row's texts as integer ids (equal texts share an id, across all input columns): a CSR layout.
@@ -114,8 +135,9 @@ def _conflict_free(text_ids: TextIds, candidates: np.ndarray) -> np.ndarray:
     if len(ids) == 0:
         return np.ones(len(candidates), dtype=bool)
     # a text repeated inside one row does not conflict with itself
-    pairs = np.unique(np.stack([ids, positions], axis=1), axis=0)  # sorted by (id, position)
-    ids, positions = pairs[:, 0], pairs[:, 1]
+    width = len(candidates)
+    keys = np.unique(ids * width + positions)  # sorted by (id, position)
+    ids, positions = keys // width, keys % width
     first = np.ones(len(ids), dtype=bool)
     first[1:] = ids[1:] != ids[:-1]
     blocked = np.zeros(len(candidates), dtype=bool)
@@ -137,7 +159,7 @@ def no_duplicate_batches(
     cursor = 0
     n = len(order)
     while cursor < n or len(deferred):
-        window = batch_size + batch_size // 2 + 4
+        window = max(batch_size + batch_size // 2 + 4 - len(deferred), batch_size // 4 + 1)
         while True:
             fresh = order[cursor : cursor + window]
             candidates = np.concatenate([deferred, fresh])
@@ -236,6 +258,7 @@ class ShardSampler:
         text_ids: TextIds | None = None,
         labels: np.ndarray | None = None,
         stream: tuple[int, ...] = (),
+        lengths: np.ndarray | None = None,
     ) -> None:
         self.kind = BatchSamplers.parse(kind, "batch_sampler")
         self.num_rows = num_rows
@@ -250,6 +273,9 @@ class ShardSampler:
                 raise ValueError("batch_sampler='group_by_label' needs a label column")
             self.groups = label_groups(labels)
         self.text_ids = text_ids
+        if lengths is not None and self.kind is not BatchSamplers.BATCH_SAMPLER:
+            raise ValueError(f"group_by_length works with batch_sampler='batch_sampler' only, found {self.kind.value!r}")
+        self.lengths = lengths
 
     def natural_num_batches(self) -> int:
         """Batches in one pass over the shard (what a plain epoch would give)."""
@@ -263,6 +289,8 @@ class ShardSampler:
             return no_duplicate_batches(self.text_ids, self.batch_size, rng, self.drop_last)
         if self.kind is BatchSamplers.GROUP_BY_LABEL:
             return group_by_label_batches(self.groups, self.batch_size, rng, self.drop_last)
+        if self.lengths is not None:
+            return length_grouped_batches(self.lengths, self.batch_size, rng, self.drop_last)
         return shuffled_batches(self.num_rows, self.batch_size, rng, self.drop_last)
 
 

@@ -1,0 +1,206 @@
+"""Training checkpoints: what goes in one, atomic writes, finding the latest, and rotation.
+
+A checkpoint directory ``checkpoint-<step>`` holds the model in the final-model format
+(``save_pretrained``), ``optimizer.pt``, ``scheduler.pt``, ``scaler.pt`` (fp16), ``rng_state_<rank>.pth``
+(one per worker), ``trainer_state.json`` (the transformers TrainerState: step, epoch, log history, best
+metric) and ``raycross_progress.json`` (the data position and the metrics reported with the checkpoint).
+
+Example:
+    >>> to_delete = checkpoints_to_delete(
+    ...     [("c1", 1, {"eval_loss": 0.5}), ("c2", 2, {"eval_loss": 0.9}), ("c3", 3, {"eval_loss": 0.7})],
+    ...     num_to_keep=1, score_attribute="eval_loss", greater_is_better=False)
+    >>> to_delete
+    ['c2']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER = "optimizer.pt"
+SCHEDULER = "scheduler.pt"
+SCALER = "scaler.pt"
+TRAINING_ARGS = "training_args.json"
+PROGRESS = "raycross_progress.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_STATE_FILES = (OPTIMIZER, SCHEDULER, SCALER, TRAINER_STATE, TRAINING_ARGS, PROGRESS)
+
+
+def rng_file(rank: int) -> str:
+    return f"rng_state_{rank}.pth"
+
+
+def capture_rng() -> dict[str, Any]:
+    """The Python, numpy and torch (CPU and CUDA) random states of this process."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `final` by a rename once the block succeeds.
+
+    A crash inside the block leaves `final` untouched (and only a hidden ``.tmp-*`` directory behind).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (``checkpoint-<step>`` with a progress file) of a run directory, by step."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for child in run_dir.iterdir():
+        match = _CHECKPOINT_RE.match(child.name)
+        if match and (child / PROGRESS).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf8") as f:
+        return json.load(f)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf8") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+
+
+def read_progress(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """raycross's part of a checkpoint's state: data position, reported metrics, finished flag."""
+    path = Path(checkpoint_dir) / PROGRESS
+    return read_json(path) if path.is_file() else {}
+
+
+def checkpoints_to_delete(
+    entries: list[tuple[Any, int, dict[str, Any]]],
+    num_to_keep: int | None,
+    score_attribute: str | None,
+    greater_is_better: bool = True,
+) -> list[Any]:
+    """Which checkpoints rotation removes: all but the `num_to_keep` best (by score, else the most recent)
+    and the most recent one. Same rule as Ray Train's ``CheckpointConfig(num_to_keep, ...)``.
+
+    `entries` are (handle, step, metrics); checkpoints without the score rank lowest.
+    """
+    if num_to_keep is None or len(entries) <= num_to_keep:
+        return []
+    latest = max(entries, key=lambda e: e[1])
+
+    def key(entry: tuple[Any, int, dict[str, Any]]) -> tuple[float, int]:
+        if score_attribute is None:
+            return (0.0, entry[1])
+        value = entry[2].get(score_attribute)
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return (float("-inf"), entry[1])
+        return ((1.0 if greater_is_better else -1.0) * float(value), entry[1])
+
+    ranked = sorted(entries, key=key)  # worst first
+    worst = ranked[: len(ranked) - num_to_keep]
+    return [e[0] for e in worst if e is not latest]
+
+
+def model_only_files(checkpoint_dir: str | Path) -> list[Path]:
+    """The files of a checkpoint that make up the model (everything but training state)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    return [
+        p for p in checkpoint_dir.iterdir()
+        if p.name not in _STATE_FILES and not p.name.startswith("rng_state_")
+    ]
+
+
+def load_model_weights(hf_model: torch.nn.Module, directory: str | Path) -> None:
+    """Load the weights saved by ``save_pretrained`` in `directory` into `hf_model` (in place, same device).
+
+    Example:
+        >>> load_model_weights(model.hf_model, "out/checkpoint-500")  # doctest: +SKIP
+    """
+    directory = Path(directory)
+    if (directory / "model.safetensors.index.json").is_file() or (directory / "pytorch_model.bin.index.json").is_file():
+        from transformers.modeling_utils import load_sharded_checkpoint
+
+        load_sharded_checkpoint(hf_model, str(directory), strict=False)
+        return
+    if (directory / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(str(directory / "model.safetensors"))
+    elif (directory / "pytorch_model.bin").is_file():
+        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"no model weights (model.safetensors / pytorch_model.bin) in {directory}")
+    missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    # save_pretrained drops tied copies (e.g. decoder weights tied to embeddings); anything else is an error
+    tied = set(getattr(hf_model, "_tied_weights_keys", None) or [])
+    really_missing = [k for k in missing if not any(k == t or k.endswith(t) for t in tied)]
+    if unexpected or really_missing:
+        raise ValueError(
+            f"checkpoint {directory} does not match the model: missing {really_missing[:5]}, "
+            f"unexpected {list(unexpected)[:5]}"
+        )
+
+
+def clear_checkpoints(run_dir: str) -> list[str]:
+    """Delete the checkpoints (``checkpoint-<step>``) and Ray Train's checkpoint snapshot of a run
+    directory (a local path or a URI); returns what was deleted. Used for a fresh start.
+
+    Example:
+        >>> clear_checkpoints("/tmp/nothing-here")
+        []
+    """
+    import pyarrow.fs as pafs
+
+    if "://" in run_dir:
+        fs, root = pafs.FileSystem.from_uri(run_dir)
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(run_dir).absolute())
+    deleted = []
+    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        name = info.base_name
+        if info.type == pafs.FileType.Directory and _CHECKPOINT_RE.match(name):
+            fs.delete_dir(info.path)
+            deleted.append(info.path)
+        elif info.type == pafs.FileType.File and name == "checkpoint_manager_snapshot.json":
+            fs.delete_file(info.path)
+            deleted.append(info.path)
+    return deleted

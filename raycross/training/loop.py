@@ -1,0 +1,585 @@
+"""The per-worker training loop, the same code in this process (``num_workers=0``) and on every Ray Train
+worker; only the :mod:`~raycross.training.runtime` differs.
+
+One optimizer step, top to bottom (:meth:`TrainingLoop.train`):
+
+1. the epoch's plan: which dataset each micro-batch comes from (:func:`dataset_schedule`, seeded, equal on
+   all workers) and that dataset's batches of row indices (:func:`fixed_epoch_batches`, per shard);
+2. a background thread gathers the texts and labels of the next batches and tokenizes them ahead
+   (:class:`BatchStream`, :class:`TokenCache`);
+3. ``loss(inputs, labels)`` under autocast, divided by the accumulation count, ``backward`` (DDP
+   synchronizes gradients on the last micro-batch of the group only);
+4. unscale (fp16), clip (grad norm), ``optimizer.step``, ``scheduler.step``, ``zero_grad``;
+5. callbacks, then logging / evaluation / checkpointing on schedule (:meth:`TrainingLoop._after_step`).
+
+Example (what the driver does for ``num_workers=0``):
+    >>> output = run_training(job, LocalRuntime(tables, {}, "out"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import TrainerControl, TrainerState
+
+from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
+from raycross.training.batches import Batch, BatchStream, TokenCache, epoch_step_plan
+from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback, TensorBoardCallback
+from raycross.training.checkpoints import (
+    OPTIMIZER,
+    PROGRESS,
+    SCALER,
+    SCHEDULER,
+    TRAINER_STATE,
+    TRAINING_ARGS,
+    capture_rng,
+    load_model_weights,
+    read_json,
+    restore_rng,
+    rng_file,
+    write_json,
+)
+from raycross.training.optim import create_optimizer, create_scheduler
+from raycross.training.samplers import (
+    ShardSampler,
+    dataset_schedule,
+    fixed_epoch_batches,
+    steps_per_epoch,
+    updates_per_epoch,
+)
+from raycross.training.tables import Shard
+from raycross.training.validation import DatasetSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainJob:
+    """Everything a worker needs, built and checked on the driver, shipped to the workers (pickled)."""
+
+    model: Any
+    args: CrossEncoderTrainingArguments
+    train_specs: dict[str, DatasetSpec]
+    losses: dict[str, nn.Module]
+    eval_specs: dict[str, DatasetSpec] = field(default_factory=dict)
+    eval_losses: dict[str, nn.Module] = field(default_factory=dict)
+    evaluator: Any = None
+    callbacks: list[Any] = field(default_factory=list)
+    single_eval: bool = True
+    metric_key: str | None = None
+    show_progress: bool = True
+    resume_from: str | None = None
+
+
+@dataclass
+class LoopOutput:
+    """What one worker's loop ends with (rank 0's is the run's)."""
+
+    state: TrainerState
+    last_checkpoint: str | None
+    metrics: dict[str, float]
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Entry point of a Ray Train worker.
+
+    Example:
+        >>> TorchTrainer(train_loop_per_worker, train_loop_config={"job": job}, ...).fit()  # doctest: +SKIP
+    """
+    from raycross.training.runtime import RayRuntime
+
+    job = config["job"]
+    run_training(job, RayRuntime(resume_from=job.resume_from))
+
+
+def run_training(job: TrainJob, runtime: Any) -> LoopOutput:
+    """Train `job.model` with `runtime` (shards, collectives, checkpoints); returns the final state."""
+    return TrainingLoop(job, runtime).train()
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and torch (same seed on every worker, as transformers does).
+
+    Example:
+        >>> set_seed(42)
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class TrainingLoop:
+    """State of one worker's run (model, shards, samplers, optimizer, trainer state); :meth:`train` is the loop.
+
+    Example:
+        >>> output = TrainingLoop(job, LocalRuntime(tables, {}, "out")).train()  # doctest: +SKIP
+    """
+
+    def __init__(self, job: TrainJob, runtime: Any) -> None:
+        self.job = job
+        self.rt = runtime
+        self.args: CrossEncoderTrainingArguments = job.args
+        self.model = job.model
+        self.is_main = runtime.rank == 0
+        set_seed(self.args.seed)
+        self._setup_model()
+        self._setup_data()
+        self._setup_schedule()
+        self._setup_optimizer()
+        self.state = TrainerState(
+            max_steps=self.max_steps, num_train_epochs=self.num_epochs,
+            logging_steps=self.logging_every or 0, eval_steps=self.eval_every or 0, save_steps=self.save_every or 0,
+            train_batch_size=self.args.per_device_train_batch_size, is_world_process_zero=self.is_main,
+            is_local_process_zero=self.is_main,
+        )
+        self.control = TrainerControl()
+        self.position = (0, 0)  # (epoch index, next micro-batch of that epoch)
+        self.last_eval_metrics: dict[str, float] = {}
+        self.last_eval_step = -1
+        self.last_save_step = -1
+        self.last_checkpoint: str | None = None
+        self.finished = False
+        self._resume()
+        self.handler = CallbackHandler(self._callbacks())
+
+    # ------------------------------------------------------------------ setup
+    def _setup_model(self) -> None:
+        model, args = self.model, self.args
+        if args.gradient_checkpointing:
+            hf = model.hf_model
+            if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x name
+                hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.rt.prepare_model(model, find_unused_parameters=args.ddp_find_unused_parameters)
+        for loss in {id(l): l for l in [*self.job.losses.values(), *self.job.eval_losses.values()]}.values():
+            loss.to(self.rt.device)
+        model.train()
+        self.ddp = model.model is not model.hf_model
+
+    def _setup_data(self) -> None:
+        args = self.args
+        self.names = list(self.job.train_specs)
+        self.shards: dict[str, Shard] = {}
+        self.samplers: dict[str, ShardSampler] = {}
+        for index, (name, spec) in enumerate(self.job.train_specs.items()):
+            shard = Shard(self.rt.train_table(name, spec.columns), spec.input_columns, spec.label_column)
+            if shard.num_rows == 0:
+                raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
+            self.shards[name] = shard
+            self.samplers[name] = ShardSampler(
+                args.batch_sampler, shard.num_rows, args.per_device_train_batch_size, args.seed,
+                drop_last=args.dataloader_drop_last,
+                text_ids=shard.text_ids() if args.batch_sampler is BatchSamplers.NO_DUPLICATES else None,
+                labels=shard.label_array() if args.batch_sampler is BatchSamplers.GROUP_BY_LABEL else None,
+                stream=(index, self.rt.rank), lengths=shard.text_lengths() if args.group_by_length else None,
+            )
+        # every worker takes the same number of batches of each dataset per epoch: no hang on uneven shards
+        self.num_batches = [self.rt.all_reduce_min(self.samplers[n].natural_num_batches()) for n in self.names]
+        for name, count in zip(self.names, self.num_batches):
+            if count < 1:
+                raise ValueError(f"train_dataset {name!r}: a worker's shard yields no batch with the chosen sampler")
+        self.eval_shards: dict[str, Shard] = {}
+        if self.job.eval_specs and (self.is_main or args.shard_eval):
+            for name, spec in self.job.eval_specs.items():
+                table = self.rt.eval_table(name, spec.columns)
+                self.eval_shards[name] = Shard(table, spec.input_columns, spec.label_column)
+
+    def _setup_schedule(self) -> None:
+        args = self.args
+        self.micro_per_epoch = steps_per_epoch(args.multi_dataset_batch_sampler, self.num_batches)
+        self.updates_per_epoch = updates_per_epoch(self.micro_per_epoch, args.gradient_accumulation_steps)
+        if args.max_steps > 0:
+            self.max_steps = args.max_steps
+            self.num_epochs = math.ceil(self.max_steps / self.updates_per_epoch)
+        else:
+            self.max_steps = math.ceil(args.num_train_epochs * self.updates_per_epoch)
+            self.num_epochs = math.ceil(args.num_train_epochs)
+
+        def every(strategy: IntervalStrategy, value: float | None) -> int | None:
+            return args.resolve_steps(value, self.max_steps) if strategy is IntervalStrategy.STEPS else None
+
+        self.logging_every = every(args.logging_strategy, args.logging_steps)
+        self.eval_every = every(args.eval_strategy, args.eval_steps)
+        self.save_every = every(args.save_strategy, args.save_steps)
+
+    def _setup_optimizer(self) -> None:
+        args, model = self.args, self.model
+        own = {id(p) for p in model.hf_model.parameters()}
+        extra = [p for loss in self.job.losses.values() for p in loss.parameters() if id(p) not in own]
+        self.optimizer = create_optimizer(model.hf_model, args.learning_rate, args.weight_decay,
+                                          (args.adam_beta1, args.adam_beta2), args.adam_epsilon, extra)
+        self.scheduler = create_scheduler(self.optimizer, args.lr_scheduler_type,
+                                          args.get_warmup_steps(self.max_steps), self.max_steps)
+        self.scaler = torch.amp.GradScaler(self.rt.device.type) if args.fp16 else None
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _callbacks(self) -> list[Any]:
+        built_in: list[Any] = [LogCallback()]
+        if self.job.show_progress and not self.args.disable_tqdm and not self.rt.is_ray:
+            built_in.append(ProgressCallback())
+        if "tensorboard" in self.args.report_to:
+            built_in.append(TensorBoardCallback())
+        return built_in + list(self.job.callbacks)
+
+    # ------------------------------------------------------------------ resume
+    def _resume(self) -> None:
+        with self.rt.resume_checkpoint() as directory:
+            if directory is None:
+                return
+            directory = Path(directory)
+            progress = read_json(directory / PROGRESS)
+            load_model_weights(self.model.hf_model, directory)
+            device = self.rt.device
+            if (directory / OPTIMIZER).is_file():
+                self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER, map_location=device, weights_only=False))
+                self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
+                if self.scaler is not None and (directory / SCALER).is_file():
+                    self.scaler.load_state_dict(torch.load(directory / SCALER, weights_only=False))
+            else:
+                logger.warning("checkpoint %s has no optimizer state (save_only_model=True): fresh optimizer", directory)
+            rng = directory / rng_file(self.rt.rank)
+            if rng.is_file():
+                restore_rng(torch.load(rng, weights_only=False))
+            saved = TrainerState.load_from_json(str(directory / TRAINER_STATE))
+            for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
+                        "best_model_checkpoint", "num_input_tokens_seen"):
+                setattr(self.state, key, getattr(saved, key))
+            self.position = (int(progress["epoch"]), int(progress["micro_step"]))
+            self.last_eval_metrics = dict(progress.get("eval_metrics", {}))
+            self.last_eval_step = int(progress.get("last_eval_step", -1))
+            self.last_save_step = self.state.global_step
+            self.last_checkpoint = progress.get("path")
+            self.finished = bool(progress.get("finished", False)) or self.state.global_step >= self.max_steps
+            if self.is_main:
+                logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
+                            self.state.global_step, *self.position)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> LoopOutput:
+        args, state = self.args, self.state
+        cache = TokenCache(self.model)
+        cache.install()
+        self.clock = _Throughput(time.perf_counter())
+        started = time.perf_counter()
+        start_step = state.global_step
+        self.control = self.handler.call("on_train_begin", args, state, self.control, model=self.model)
+        try:
+            stop = self.finished
+            epoch = self.position[0]
+            while not stop and epoch < self.num_epochs:
+                stop = self._train_epoch(epoch, cache)
+                epoch += 1
+            metrics = self._finish(time.perf_counter() - started, state.global_step - start_step)
+        finally:
+            cache.uninstall()
+        self.control = self.handler.call("on_train_end", args, state, self.control, model=self.model)
+        return LoopOutput(state=state, last_checkpoint=self.last_checkpoint, metrics=metrics)
+
+    def _train_epoch(self, epoch: int, cache: TokenCache) -> bool:
+        """One epoch (or its rest after a resume); True when training must stop."""
+        args, state = self.args, self.state
+        accumulation = args.gradient_accumulation_steps
+        schedule = dataset_schedule(args.multi_dataset_batch_sampler, self.num_batches, args.seed, epoch)
+        plan = epoch_step_plan(schedule, self.names)
+        batches = {name: fixed_epoch_batches(self.samplers[name], epoch, count)
+                   for name, count in zip(self.names, self.num_batches)}
+        start = self.position[1] if epoch == self.position[0] else 0
+        remaining_updates = self.max_steps - state.global_step
+        stop_at = min(len(plan), start + remaining_updates * accumulation)
+
+        def make_batch(i: int) -> Batch:
+            name, j = plan[i]
+            rows = batches[name][j]
+            inputs, labels = self.shards[name].batch(rows)
+            return Batch(name, inputs, labels, len(rows))
+
+        if start == 0:
+            self.control = self.handler.call("on_epoch_begin", args, state, self.control, model=self.model)
+        stream = BatchStream(range(start, stop_at), make_batch, self.model, self.job.losses, args.prefetch_batches)
+        step_loss = torch.zeros((), device=self.rt.device)
+        components: dict[str, torch.Tensor] = {}
+        stop = False
+        for i, batch in zip(range(start, stop_at), stream):
+            group_start = (i // accumulation) * accumulation
+            group_size = min(accumulation, len(plan) - group_start)
+            last_in_group = i == group_start + group_size - 1
+            if i == group_start:
+                self.control = self.handler.call("on_step_begin", args, state, self.control, model=self.model)
+
+            # forward + backward of one micro-batch (DDP all-reduces gradients on the group's last one)
+            cache.start_step(batch.features)
+            sync = nullcontext() if (last_in_group or not self.ddp) else self.model.model.no_sync()
+            with sync:
+                with self._autocast():
+                    out = self.job.losses[batch.dataset](batch.inputs, batch.labels)
+                loss = _total(out)
+                scaled = loss / group_size
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            cache.end_step()
+            step_loss += loss.detach() / group_size
+            if isinstance(out, dict):
+                for key, value in out.items():
+                    components[key] = components.get(key, 0.0) + value.detach().float() / group_size
+            self.clock.samples += batch.num_rows
+            if not last_in_group:
+                continue
+
+            grad_norm = self._optimizer_step()
+            state.global_step += 1
+            state.epoch = epoch + (i + 1) / len(plan)
+            state.num_input_tokens_seen += cache.tokens
+            self.clock.tokens += cache.tokens
+            cache.tokens = 0
+            self.clock.add_step(step_loss, grad_norm, components)
+            step_loss = torch.zeros((), device=self.rt.device)
+            components = {}
+            self.position = (epoch, i + 1) if i + 1 < len(plan) else (epoch + 1, 0)
+            self.control = self.handler.call("on_step_end", args, state, self.control, model=self.model)
+            stop = self._after_step(epoch_end=i + 1 == len(plan))
+            if stop:
+                break
+        stream.close()
+        return stop or state.global_step >= self.max_steps
+
+    def _autocast(self) -> Any:
+        if self.args.bf16:
+            return torch.autocast(self.rt.device.type, dtype=torch.bfloat16)
+        if self.args.fp16:
+            return torch.autocast(self.rt.device.type, dtype=torch.float16)
+        return nullcontext()
+
+    def _optimizer_step(self) -> torch.Tensor:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = self.args.max_grad_norm if self.args.max_grad_norm else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm.detach()
+
+    # ------------------------------------------------------------------ log / evaluate / save on schedule
+    def _after_step(self, epoch_end: bool) -> bool:
+        """Log, evaluate and save when due (HF DefaultFlowCallback rules); True to stop training."""
+        args, state = self.args, self.state
+        step = state.global_step
+        done = step >= self.max_steps
+        if epoch_end:  # before the flags: a callback may ask for an evaluation or a save at epoch end
+            self.control = self.handler.call("on_epoch_end", args, state, self.control, model=self.model)
+        control = self.control
+
+        def due(strategy: IntervalStrategy, every: int | None) -> bool:
+            if strategy is IntervalStrategy.STEPS:
+                return bool(every) and step % every == 0
+            return strategy is IntervalStrategy.EPOCH and epoch_end
+
+        flags = [
+            due(args.logging_strategy, self.logging_every) or (args.logging_first_step and step == 1)
+            or control.should_log or done,
+            due(args.eval_strategy, self.eval_every) or control.should_evaluate,
+            due(args.save_strategy, self.save_every) or control.should_save,
+            control.should_training_stop,
+        ]
+        if self.job.callbacks:  # user callbacks may decide differently on different workers
+            flags = [bool(f) for f in self.rt.all_reduce_sum([float(f) for f in flags])]
+        should_log, should_evaluate, should_save, should_stop = flags
+        control.should_log = control.should_evaluate = control.should_save = False
+        if should_log:
+            self._log_training()
+        if should_evaluate:
+            self.evaluate()
+        if should_save:
+            self.save()
+        elif should_evaluate:
+            self.rt.report(self._report_metrics())
+        if self.job.callbacks and not should_stop:
+            should_stop = self.rt.any(self.control.should_training_stop)
+        return bool(should_stop)
+
+    def log(self, logs: dict[str, float]) -> None:
+        """Record a log entry (rank 0 keeps the history) and call ``on_log``."""
+        logs = {**logs, "epoch": round(self.state.epoch, 4)}
+        self.state.log_history.append({**logs, "step": self.state.global_step})
+        self.control = self.handler.call("on_log", self.args, self.state, self.control, logs=logs)
+
+    def _log_training(self) -> None:
+        summary = self.clock.collect(self.rt)
+        if summary is None:
+            return
+        summary["learning_rate"] = self.scheduler.get_last_lr()[0]
+        self.log(summary)
+
+    def _report_metrics(self) -> dict[str, Any]:
+        return {"step": self.state.global_step, "epoch": self.state.epoch, **self.last_eval_metrics}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Evaluation loss per eval dataset + the evaluator; identical metrics on every worker."""
+        from raycross.training.evaluate import evaluate_model
+
+        started = time.perf_counter()
+        metrics = evaluate_model(self, epoch=self.state.epoch, step=self.state.global_step)
+        metrics["eval_runtime"] = round(time.perf_counter() - started, 4)
+        self.last_eval_metrics = metrics
+        self.last_eval_step = self.state.global_step
+        self.log(metrics)
+        # as in transformers: callbacks see the best metric of the previous evaluations
+        self.control = self.handler.call("on_evaluate", self.args, self.state, self.control, metrics=metrics,
+                                         model=self.model)
+        self._track_best(metrics)
+        return metrics
+
+    def _track_best(self, metrics: dict[str, float]) -> None:
+        key = self.job.metric_key
+        if key is None:
+            return
+        if key not in metrics:
+            raise ValueError(
+                f"metric_for_best_model={self.args.metric_for_best_model!r}: the evaluation produced the keys "
+                f"{sorted(metrics)}, not {key!r}"
+            )
+        value = float(metrics[key])
+        best = self.state.best_metric
+        # ties go to the later step, as in checkpoint rotation (Ray Train's rule): the best stays on disk
+        better = best is None or (value >= best if self.args.greater_is_better else value <= best)
+        if better:
+            self.state.best_metric = value
+            self.state.best_global_step = self.state.global_step
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """A full checkpoint (model, optimizer, scheduler, scaler, RNG per worker, state, data position)."""
+        state = self.state
+        name = f"checkpoint-{state.global_step}"
+        if self.is_main:
+            logger.info("Saving checkpoint %s", name)
+        self.last_save_step = state.global_step
+        metrics = self._report_metrics()
+        path = self.rt.checkpoint_path(name)
+        if state.best_global_step == state.global_step:
+            state.best_model_checkpoint = path
+        with self.rt.checkpoint(name, metrics) as directory:
+            torch.save(capture_rng(), directory / rng_file(self.rt.rank))
+            if self.is_main:
+                self.model.save_pretrained(directory)
+                if not self.args.save_only_model:
+                    torch.save(self.optimizer.state_dict(), directory / OPTIMIZER)
+                    torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
+                    if self.scaler is not None:
+                        torch.save(self.scaler.state_dict(), directory / SCALER)
+                state.save_to_json(str(directory / TRAINER_STATE))
+                write_json(directory / TRAINING_ARGS, self.args.to_dict())
+                write_json(directory / PROGRESS, {
+                    "epoch": self.position[0], "micro_step": self.position[1], "metrics": metrics,
+                    "eval_metrics": self.last_eval_metrics, "last_eval_step": self.last_eval_step,
+                    "finished": state.global_step >= self.max_steps, "world_size": self.rt.world_size,
+                    "path": path,
+                })
+        self.last_checkpoint = self.rt.last_checkpoint or path
+        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model)
+
+    # ------------------------------------------------------------------ end of training
+    def _finish(self, runtime_s: float, steps_done: int) -> dict[str, float]:
+        """Final evaluation and checkpoint when due, summary metrics, best model back in place (in-process)."""
+        args, state = self.args, self.state
+        has_eval = bool(self.job.eval_specs) or self.job.evaluator is not None
+        if has_eval and args.eval_strategy is not IntervalStrategy.NO and self.last_eval_step != state.global_step:
+            self.evaluate()
+        if self.clock.steps:
+            self._log_training()  # the window since the last log line (training stopped early)
+        samples, tokens = self.rt.all_reduce_sum([float(self.clock.total_samples), float(self.clock.total_tokens)])
+        total_loss = self.rt.all_reduce_sum([self.clock.total_loss])[0] / max(1, self.rt.world_size)
+        summary = {
+            "train_runtime": round(runtime_s, 4),
+            "train_samples_per_second": round(samples / runtime_s, 3) if runtime_s > 0 else 0.0,
+            "train_steps_per_second": round(steps_done / runtime_s, 3) if runtime_s > 0 else 0.0,
+            "train_tokens_per_second": round(tokens / runtime_s, 3) if runtime_s > 0 else 0.0,
+            "train_loss": total_loss / max(1, self.clock.total_steps),
+        }
+        if not self.finished:
+            self.log(summary)
+        needs_checkpoint = args.save_strategy is not IntervalStrategy.NO or self.rt.is_ray
+        if needs_checkpoint and self.last_save_step != state.global_step:
+            self.save()
+        if args.load_best_model_at_end and state.best_model_checkpoint and not self.rt.is_ray:
+            # in-process: the trainer's model object is the trained one; Ray runs export on the driver
+            if self.is_main:
+                logger.info("Loading the best model from %s (%s=%s)", state.best_model_checkpoint,
+                            self.job.metric_key, state.best_metric)
+            with self.rt.open_checkpoint(state.best_model_checkpoint) as directory:
+                load_model_weights(self.model.hf_model, directory)
+        return {**summary, **self.last_eval_metrics}
+
+
+def _total(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    if isinstance(out, dict):
+        return torch.stack([v.float() for v in out.values()]).sum()
+    return out
+
+
+class _Throughput:
+    """Accumulates loss, grad norm and throughput between two log lines (and over the whole run)."""
+
+    def __init__(self, now: float) -> None:
+        self.since = now
+        self.samples = 0
+        self.tokens = 0
+        self.steps = 0
+        self.loss = 0.0
+        self.grad_norm = 0.0
+        self.components: dict[str, float] = {}
+        self.total_samples = 0
+        self.total_tokens = 0
+        self.total_steps = 0
+        self.total_loss = 0.0
+        self._loss_t: list[torch.Tensor] = []
+
+    def add_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, components: dict[str, torch.Tensor]) -> None:
+        self._loss_t.append(loss)
+        self.grad_norm_t = grad_norm
+        for key, value in components.items():
+            self.components[key] = self.components.get(key, 0.0) + float(value)
+        self.steps += 1
+
+    def collect(self, runtime: Any) -> dict[str, float] | None:
+        """The averages since the last call, summed over workers (loss averaged); resets the window."""
+        if not self.steps:
+            return None
+        loss = float(torch.stack(self._loss_t).sum())  # one device sync per log line, not per step
+        grad_norm = float(self.grad_norm_t)
+        keys = sorted(self.components)
+        values = [loss, grad_norm, float(self.samples), float(self.tokens)] + [self.components[k] for k in keys]
+        values = runtime.all_reduce_sum(values)
+        world = runtime.world_size
+        now = time.perf_counter()
+        elapsed = max(now - self.since, 1e-9)
+        logs = {
+            "loss": values[0] / (self.steps * world),
+            "grad_norm": values[1] / world,
+            "samples_per_second": round(values[2] / elapsed, 3),
+            "tokens_per_second": round(values[3] / elapsed, 3),
+        }
+        logs.update({k: v / (self.steps * world) for k, v in zip(keys, values[4:])})
+        self.total_samples += self.samples
+        self.total_tokens += self.tokens
+        self.total_steps += self.steps
+        self.total_loss += loss
+        self.since, self.samples, self.tokens, self.steps, self.components, self._loss_t = now, 0, 0, 0, {}, []
+        return logs

@@ -1,0 +1,253 @@
+"""Where the training loop runs: in this process (:class:`LocalRuntime`) or as a Ray Train worker
+(:class:`RayRuntime`). The loop only talks to this interface: its data shards, collectives, device,
+and checkpoint/report calls.
+
+Example:
+    >>> rt = LocalRuntime(train_tables={}, eval_tables={}, run_dir="/tmp/run", device="cpu")
+    >>> rt.world_size, rt.rank, rt.all_reduce_min(3), rt.broadcast({"a": 1})
+    (1, 0, 3, {'a': 1})
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+
+from raycross.training.checkpoints import (
+    atomic_directory,
+    checkpoints_to_delete,
+    list_checkpoints,
+    read_progress,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAIN_PREFIX = "train::"
+EVAL_PREFIX = "eval::"
+
+
+class LocalRuntime:
+    """Training in this process: world size 1, tables given by the driver, checkpoints in `run_dir`.
+
+    Checkpoints are written atomically (temporary directory + rename) and rotated with the same rule as
+    Ray Train (``num_to_keep`` best by score, plus the latest).
+    """
+
+    is_ray = False
+
+    def __init__(
+        self,
+        train_tables: dict[str, pa.Table],
+        eval_tables: dict[str, pa.Table],
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        num_to_keep: int | None = None,
+        score_attribute: str | None = None,
+        greater_is_better: bool = True,
+        resume_from: str | Path | None = None,
+    ) -> None:
+        self.train_tables = train_tables
+        self.eval_tables = eval_tables
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.world_size = 1
+        self.rank = 0
+        self.num_to_keep = num_to_keep
+        self.score_attribute = score_attribute
+        self.greater_is_better = greater_is_better
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.last_checkpoint: str | None = None
+
+    # ------------------------------------------------------------------ data
+    def train_table(self, name: str, columns: list[str]) -> pa.Table:
+        return self.train_tables[name].select(columns)
+
+    def eval_table(self, name: str, columns: list[str]) -> pa.Table | None:
+        return self.eval_tables[name].select(columns)
+
+    # ------------------------------------------------------------------ model
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+        model.to(self.device)
+
+    # ------------------------------------------------------------------ collectives (trivial)
+    def all_reduce_min(self, value: int) -> int:
+        return value
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        return list(values)
+
+    def any(self, flag: bool) -> bool:
+        return bool(flag)
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def barrier(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ checkpoints
+    @contextmanager
+    def resume_checkpoint(self) -> Iterator[Path | None]:
+        """The checkpoint to resume from: the one asked for, else the latest complete one of the run."""
+        if self.resume_from is not None:
+            yield self.resume_from
+            return
+        found = list_checkpoints(self.run_dir)
+        yield found[-1][1] if found else None
+
+    @contextmanager
+    def checkpoint(self, name: str, metrics: dict[str, Any]) -> Iterator[Path]:
+        """Write a checkpoint: fill the yielded directory; it becomes ``run_dir/name`` atomically."""
+        final = self.run_dir / name
+        with atomic_directory(final) as tmp:
+            yield tmp
+        self.last_checkpoint = str(final)
+        self._rotate()
+
+    def checkpoint_path(self, name: str) -> str:
+        """Where checkpoint `name` ends up."""
+        return str(self.run_dir / name)
+
+    def report(self, metrics: dict[str, Any]) -> None:
+        return None
+
+    @contextmanager
+    def open_checkpoint(self, path: str) -> Iterator[Path]:
+        yield Path(path)
+
+    def _rotate(self) -> None:
+        entries = []
+        for step, path in list_checkpoints(self.run_dir):
+            metrics = read_progress(path).get("metrics", {})
+            entries.append((path, step, metrics))
+        for path in checkpoints_to_delete(entries, self.num_to_keep, self.score_attribute, self.greater_is_better):
+            logger.info("Deleting older checkpoint %s (save_total_limit=%s)", path, self.num_to_keep)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class RayRuntime:
+    """A Ray Train V2 worker: shards from ``ray.train.get_dataset_shard``, torch.distributed collectives,
+    checkpoints through ``ray.train.report`` (every rank reports; Ray merges the rank directories)."""
+
+    is_ray = True
+
+    def __init__(self, resume_from: str | None = None) -> None:
+        import ray.train
+        import ray.train.torch
+
+        import ray.data
+
+        self._train = ray.train
+        ray.data.DataContext.get_current().enable_progress_bars = False  # one shard read per worker
+        context = ray.train.get_context()
+        self.world_size = context.get_world_size()
+        self.rank = context.get_world_rank()
+        self.device = ray.train.torch.get_device()
+        self.resume_from = resume_from
+        self.last_checkpoint: str | None = None
+
+    # ------------------------------------------------------------------ data
+    def train_table(self, name: str, columns: list[str]) -> pa.Table:
+        from raycross.training.tables import materialize
+
+        return materialize(self._train.get_dataset_shard(TRAIN_PREFIX + name), columns)
+
+    def eval_table(self, name: str, columns: list[str]) -> pa.Table | None:
+        from raycross.training.tables import materialize
+
+        return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
+
+    # ------------------------------------------------------------------ model
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+        import ray.train.torch
+
+        model.to(self.device)
+        kwargs = {"find_unused_parameters": True} if find_unused_parameters else None
+        model.model = ray.train.torch.prepare_model(model.model, parallel_strategy_kwargs=kwargs)
+
+    # ------------------------------------------------------------------ collectives
+    def _tensor(self, values: list[float], dtype: torch.dtype) -> torch.Tensor:
+        device = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    def all_reduce_min(self, value: int) -> int:
+        tensor = self._tensor([value], torch.int64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+        return int(tensor.item())
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        tensor = self._tensor(values, torch.float64)
+        torch.distributed.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        tensor = self._tensor([1 if flag else 0], torch.int64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return bool(tensor.item())
+
+    def broadcast(self, obj: Any) -> Any:
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        torch.distributed.barrier()
+
+    # ------------------------------------------------------------------ checkpoints
+    @contextmanager
+    def resume_checkpoint(self) -> Iterator[Path | None]:
+        from ray.train import Checkpoint
+
+        checkpoint = self._train.get_checkpoint()  # the run's latest: after a failure, or a rerun
+        if checkpoint is None and self.resume_from:
+            checkpoint = Checkpoint(path=self.resume_from)
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield Path(directory)
+
+    @contextmanager
+    def checkpoint(self, name: str, metrics: dict[str, Any]) -> Iterator[Path]:
+        """Fill the yielded local directory; it is then reported (uploaded to storage) under `name`."""
+        from ray.train import Checkpoint
+
+        tmp = Path(tempfile.mkdtemp(prefix=f"raycross-{name}-"))
+        try:
+            yield tmp
+            self._train.report(metrics, checkpoint=Checkpoint.from_directory(str(tmp)), checkpoint_dir_name=name)
+            persisted = self._train.get_checkpoint()
+            self.last_checkpoint = persisted.path if persisted is not None else self.checkpoint_path(name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def checkpoint_path(self, name: str) -> str:
+        """Where Ray Train persists checkpoint `name` (on the run's storage filesystem)."""
+        return self._train.get_context().get_storage().build_checkpoint_path_from_name(name)
+
+    def report(self, metrics: dict[str, Any]) -> None:
+        self._train.report(metrics)
+
+    @contextmanager
+    def open_checkpoint(self, path: str) -> Iterator[Path]:
+        from ray.train import Checkpoint
+
+        filesystem = self._train.get_context().get_storage().storage_filesystem
+        with Checkpoint(path=path, filesystem=filesystem).as_directory() as directory:
+            yield Path(directory)

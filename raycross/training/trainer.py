@@ -1,0 +1,395 @@
+"""CrossEncoderTrainer: the driver. Checks everything, then trains in this process (``num_workers=0``) or
+on Ray Train workers (``TorchTrainer``, DDP), and writes the final model, its trainer state and model card
+to ``output_dir``.
+
+Example:
+    >>> from raycross import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    >>> from raycross.losses import BinaryCrossEntropyLoss
+    >>> model = CrossEncoder("microsoft/MiniLM-L12-H384-uncased")  # doctest: +SKIP
+    >>> args = CrossEncoderTrainingArguments("out", num_train_epochs=1, num_workers=2)  # doctest: +SKIP
+    >>> trainer = CrossEncoderTrainer(model, args, train_dataset={"query": [...], "passage": [...], "label": [...]},
+    ...                               loss=BinaryCrossEntropyLoss(model))  # doctest: +SKIP
+    >>> result = trainer.train()  # doctest: +SKIP
+    >>> result.metrics["train_loss"], result.best_checkpoint  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raycross.training.arguments import CrossEncoderTrainingArguments
+from raycross.training.checkpoints import (
+    PROGRESS,
+    clear_checkpoints,
+    TRAINER_STATE,
+    TRAINING_ARGS,
+    load_model_weights,
+    read_json,
+    write_json,
+)
+from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
+from raycross.training.model_card import generate_model_card
+from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
+from raycross.training.validation import (
+    DatasetSpec,
+    as_named,
+    check_batching,
+    check_best_metric,
+    check_dataset_against_loss,
+    check_resources,
+    check_strategies,
+    resolve_losses,
+)
+from raycross.training.tables import to_arrow_table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`CrossEncoderTrainer.train` returns.
+
+    Attributes:
+        global_step: optimizer steps taken in total.
+        training_loss: mean training loss of this run.
+        metrics: final metrics (``train_*`` summary and the last ``eval_*`` metrics).
+        best_checkpoint: checkpoint with the best ``metric_for_best_model`` (None without one).
+        best_metric: its value.
+        last_checkpoint: the last checkpoint written.
+        log_history: every log entry (training logs and evaluations), as in ``trainer_state.json``.
+        output_dir: where the final model was written.
+    """
+
+    global_step: int
+    training_loss: float
+    metrics: dict[str, float]
+    best_checkpoint: str | None
+    best_metric: float | None
+    last_checkpoint: str | None
+    log_history: list[dict[str, Any]] = field(repr=False)
+    output_dir: str = ""
+
+
+class CrossEncoderTrainer:
+    """Train a :class:`~raycross.CrossEncoder` (sentence-transformers ``CrossEncoderTrainer`` semantics).
+
+    Args:
+        model: the CrossEncoder to train (trained in place; after ``train()`` it holds the final weights).
+        args: :class:`CrossEncoderTrainingArguments` (``output_dir`` is required).
+        train_dataset: a dataset (HF ``Dataset``, Ray ``Dataset``, list of dicts, dict of columns, file
+            paths), or a dict of them (multi-dataset training: every batch comes from one dataset).
+        eval_dataset: same forms; its loss is reported as ``eval_loss`` (``eval_<name>_loss`` for a dict).
+        loss: a loss module, a dict of them with the keys of ``train_dataset``, or a callable
+            ``model -> loss``; default BinaryCrossEntropyLoss (1 label) or CrossEntropyLoss.
+        evaluator: a raycross evaluator (or a list of them, run as a SequentialEvaluator).
+        callbacks: transformers ``TrainerCallback`` objects (they run in every worker).
+
+    All checks (columns vs loss vs ``num_labels``, dict keys, batch sizes, strategies, the best-model
+    metric, cluster resources) run here and in ``train()`` before any worker starts.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        args: CrossEncoderTrainingArguments | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        loss: Any = None,
+        evaluator: Any = None,
+        callbacks: list[Any] | None = None,
+    ) -> None:
+        if model is None or not hasattr(model, "hf_model") or not hasattr(model, "preprocess"):
+            raise TypeError(f"model: expected a raycross CrossEncoder, found {type(model).__name__}")
+        if args is None:
+            args = CrossEncoderTrainingArguments(output_dir="tmp_trainer")
+        if not isinstance(args, CrossEncoderTrainingArguments):
+            raise TypeError(f"args: expected CrossEncoderTrainingArguments, found {type(args).__name__}")
+        if train_dataset is None:
+            raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
+        self.model = model
+        self.args = args
+        self.callbacks = list(callbacks or [])
+        if isinstance(evaluator, (list, tuple)):
+            from raycross.evaluation import SequentialEvaluator
+
+            evaluator = SequentialEvaluator(evaluator)
+        self.evaluator = evaluator
+
+        train_named, self.single_train = as_named(train_dataset, "train")
+        eval_named, self.single_eval = as_named(eval_dataset, "eval")
+        if not train_named:
+            raise ValueError("train_dataset: an empty dict of datasets")
+        self.losses = resolve_losses(model, loss, list(train_named), self.single_train)
+        self.eval_losses = self._resolve_eval_losses(loss, list(eval_named))
+
+        distributed = args.num_workers > 0
+        self._train_data, self.train_specs, self._train_tables = self._inspect(train_named, "train", distributed)
+        self._eval_data, self.eval_specs, self._eval_tables = self._inspect(eval_named, "eval", distributed)
+        for name, spec in self.train_specs.items():
+            check_dataset_against_loss(spec, self.losses[name], model, self._train_tables.get(name))
+            check_batching(spec, args, self._train_tables.get(name))
+        for name, spec in self.eval_specs.items():
+            check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
+        check_strategies(args, bool(eval_named), evaluator is not None)
+        self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
+        if args.storage_path and "://" in args.storage_path and args.num_workers == 0:
+            raise ValueError(f"storage_path={args.storage_path!r}: a URI needs Ray workers (num_workers > 0); "
+                             "in-process training writes checkpoints to a local directory")
+
+    # ------------------------------------------------------------------ construction helpers
+    def _resolve_eval_losses(self, loss: Any, eval_names: list[str]) -> dict[str, Any]:
+        if not eval_names:
+            return {}
+        if isinstance(loss, dict):
+            if self.single_eval:
+                raise ValueError(
+                    f"eval_dataset: with a dict of losses (keys {sorted(loss)}), eval_dataset must be a dict whose "
+                    "keys are among the loss keys; found a single dataset"
+                )
+            unknown = sorted(set(eval_names) - set(self.losses))
+            if unknown:
+                raise ValueError(f"eval_dataset: keys {unknown} have no loss; the losses have keys {sorted(self.losses)}")
+            return {name: self.losses[name] for name in eval_names}
+        shared = next(iter(self.losses.values()))
+        return {name: shared for name in eval_names}
+
+    def _inspect(self, named: dict[str, Any], kind: str, distributed: bool) -> tuple[dict, dict, dict]:
+        """Per dataset: the data to ship, its spec and (when in memory) its Arrow table.
+
+        With Ray workers, a Ray Dataset or data files stay lazy (read by Ray Data, on the workers); all
+        else is converted to an Arrow table here (and checked in full: label ranges, label counts).
+        """
+        data, specs, tables = {}, {}, {}
+        for name, dataset in named.items():
+            where = kind if len(named) == 1 and name == kind else f"{kind}:{name}"
+            if distributed and (_is_ray_dataset(dataset) or _is_paths(dataset)):
+                from raycross.data import to_ray_dataset
+
+                data[name] = to_ray_dataset(dataset)
+                specs[name] = DatasetSpec.from_ray(where, data[name])
+            else:
+                table = to_arrow_table(dataset)
+                data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
+        return data, specs, tables
+
+    def add_callback(self, callback: Any) -> None:
+        """Add a transformers ``TrainerCallback`` (or compatible object)."""
+        self.callbacks.append(callback)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def run_dir(self) -> str:
+        """Where checkpoints go: ``output_dir`` by default, else ``storage_path/run_name``."""
+        if self.args.storage_path:
+            return str(Path(self.args.storage_path) / self.args.run_name) if "://" not in self.args.storage_path \
+                else self.args.storage_path.rstrip("/") + "/" + self.args.run_name
+        return str(Path(self.args.output_dir).absolute())
+
+    def _job(self, resume_from: str | None, show_progress: bool) -> TrainJob:
+        return TrainJob(
+            model=self.model, args=self.args, train_specs=self.train_specs, losses=self.losses,
+            eval_specs=self.eval_specs, eval_losses=self.eval_losses, evaluator=self.evaluator,
+            callbacks=self.callbacks, single_eval=self.single_eval, metric_key=self.metric_key,
+            show_progress=show_progress, resume_from=resume_from,
+        )
+
+    # ------------------------------------------------------------------ training
+    def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainResult:
+        """Train; returns a :class:`TrainResult`. The final model goes to ``args.output_dir``.
+
+        Args:
+            resume_from_checkpoint: ``None``/``True`` (default): continue from the latest checkpoint of a
+                previous run with the same output_dir/run_name, if any; a path: continue from that
+                checkpoint; ``False``: start fresh, deleting the checkpoints a previous run left in the same
+                place (``output_dir``, or ``storage_path/run_name``).
+        """
+        check_resources(self.args)
+        resume_from = str(resume_from_checkpoint) if isinstance(resume_from_checkpoint, (str, os.PathLike)) else None
+        if resume_from_checkpoint is False:
+            deleted = clear_checkpoints(self.run_dir)
+            if deleted:
+                logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
+                               len(deleted), self.run_dir)
+        if self.args.num_workers == 0:
+            return self._train_local(resume_from)
+        return self._train_ray(resume_from)
+
+    def _train_local(self, resume_from: str | None) -> TrainResult:
+        args = self.args
+        use_gpu = args.use_gpu if args.use_gpu is not None else torch.cuda.is_available()
+        device = "cuda" if use_gpu else "cpu"
+        runtime = LocalRuntime(
+            self._train_data, self._eval_data, self.run_dir, device=device, num_to_keep=args.save_total_limit,
+            score_attribute=self.metric_key, greater_is_better=bool(args.greater_is_better),
+            resume_from=resume_from,
+        )
+        output = run_training(self._job(resume_from, show_progress=True), runtime)
+        # the model object was trained in place (best weights already loaded when asked)
+        return self._export(dataclasses.asdict(output.state), output.metrics, output.last_checkpoint)
+
+    def _train_ray(self, resume_from: str | None) -> TrainResult:
+        import ray
+        from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+
+        args = self.args
+        if not ray.is_initialized():
+            ray.init(runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+        use_gpu = args.use_gpu
+        if use_gpu is None:
+            use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers
+        datasets = {}
+        for name, data in self._train_data.items():
+            datasets[TRAIN_PREFIX + name] = self._as_ray(data, self.train_specs[name])
+        for name, data in self._eval_data.items():
+            datasets[EVAL_PREFIX + name] = self._as_ray(data, self.eval_specs[name])
+        split = [TRAIN_PREFIX + n for n in self._train_data]
+        if args.shard_eval:
+            split += [EVAL_PREFIX + n for n in self._eval_data]
+        from ray.data import ExecutionOptions
+
+        # preserve_order: the same rows go to the same worker in the same order on every (re)start
+        options = {name: ExecutionOptions(preserve_order=True) for name in datasets}
+        if self.args.storage_path:
+            storage_path, name = self.args.storage_path, self.args.run_name
+            if "://" not in storage_path:
+                storage_path = str(Path(storage_path).absolute())
+        else:
+            out = Path(args.output_dir).absolute()
+            storage_path, name = str(out.parent), out.name
+        checkpoint_config = CheckpointConfig(
+            num_to_keep=args.save_total_limit,
+            checkpoint_score_attribute=self.metric_key,
+            checkpoint_score_order="max" if args.greater_is_better else "min",
+        )
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"job": self._job(resume_from, show_progress=False)},
+            scaling_config=ScalingConfig(num_workers=args.num_workers, use_gpu=bool(use_gpu),
+                                         resources_per_worker=args.resources_per_worker),
+            run_config=RunConfig(
+                name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=args.max_failures),
+                checkpoint_config=checkpoint_config,
+                worker_runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+            ),
+            datasets=datasets,
+            dataset_config=DataConfig(datasets_to_split=split, execution_options=options, enable_shard_locality=False),
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        )
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"the Ray Train run {name!r} reported no checkpoint; see the worker logs above")
+        with result.checkpoint.as_directory() as last:
+            last = Path(last)
+            state = read_json(last / TRAINER_STATE)
+            progress = read_json(last / PROGRESS)
+            summary = next((e for e in reversed(state["log_history"]) if "train_runtime" in e), {})
+            metrics = {k: v for k, v in summary.items() if k not in ("step", "epoch")}
+            metrics.update(progress.get("eval_metrics", {}))
+            best = state.get("best_model_checkpoint")
+            weights = best if (args.load_best_model_at_end and best) else None
+            if weights is None:
+                load_model_weights(self.model.hf_model, last)
+        if weights is not None:
+            from ray.train import Checkpoint
+
+            with Checkpoint(path=weights, filesystem=result.checkpoint.filesystem).as_directory() as best_dir:
+                load_model_weights(self.model.hf_model, best_dir)
+        return self._export(state, metrics, result.checkpoint.path)
+
+    @staticmethod
+    def _as_ray(data: Any, spec: DatasetSpec) -> Any:
+        import pyarrow as pa
+        import ray.data
+
+        if isinstance(data, pa.Table):
+            data = ray.data.from_arrow(data.select(spec.columns))
+        else:
+            data = data.select_columns(spec.columns)
+        data.context.enable_progress_bars = False  # every worker reads its shard once at start
+        return data
+
+    # ------------------------------------------------------------------ output
+    def _export(self, state: dict[str, Any], metrics: dict[str, float], last_checkpoint: str | None) -> TrainResult:
+        """Write the final model, ``trainer_state.json`` (transformers TrainerState), ``train_results.json``,
+        ``training_args.json`` and the model card into output_dir (file by file, each atomically)."""
+        out = Path(self.args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".tmp-final-{uuid.uuid4().hex[:8]}"
+        log_history, global_step = state["log_history"], int(state["global_step"])
+        best, best_metric = state.get("best_model_checkpoint"), state.get("best_metric")
+        try:
+            self.model.save_pretrained(tmp)
+            write_json(tmp / TRAINER_STATE, state)
+            write_json(tmp / "train_results.json", {**metrics, "global_step": global_step,
+                                                     "best_model_checkpoint": best, "last_checkpoint": last_checkpoint})
+            write_json(tmp / TRAINING_ARGS, self.args.to_dict())
+            primary = self._primary_metrics()
+            card = generate_model_card(self.model, self.args, self.train_specs, self.eval_specs, self.losses,
+                                       log_history, metrics, self.eval_losses, primary)
+            (tmp / "README.md").write_text(card, encoding="utf8")
+            for item in tmp.iterdir():
+                target = out / item.name
+                if target.is_dir() and not item.is_dir():
+                    shutil.rmtree(target)
+                os.replace(item, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        logger.info("Saved the final model to %s", out)
+        return TrainResult(
+            global_step=global_step, training_loss=float(metrics.get("train_loss", float("nan"))),
+            metrics=metrics, best_checkpoint=best, best_metric=best_metric, last_checkpoint=last_checkpoint,
+            log_history=log_history, output_dir=str(out),
+        )
+
+    def _primary_metrics(self) -> list[str]:
+        evaluator = self.evaluator
+        if evaluator is None:
+            return []
+        subs = getattr(evaluator, "evaluators", [evaluator])
+        names = [getattr(e, "primary_metric", None) for e in subs]
+        return [f"eval_{n}" for n in names if n]
+
+    # ------------------------------------------------------------------ evaluation in this process
+    def evaluate(self) -> dict[str, float]:
+        """Evaluation loss on the eval datasets and the evaluator's metrics, in this process.
+
+        Example:
+            >>> trainer.evaluate()  # doctest: +SKIP
+            {'eval_loss': 0.41, 'eval_dev_ndcg@10': 0.73, ...}
+        """
+        from contextlib import nullcontext
+
+        from raycross.training.evaluate import inference_mode, loss_sums
+        from raycross.training.tables import Shard
+
+        metrics: dict[str, float] = {}
+        losses = list({id(l): l for l in [*self.losses.values(), *self.eval_losses.values()]}.values())
+        with inference_mode(self.model, losses):
+            for name, spec in self.eval_specs.items():
+                table = to_arrow_table(self._eval_data[name]).select(spec.columns)
+                total, rows = loss_sums(self.eval_losses[name], Shard(table, spec.input_columns, spec.label_column),
+                                        self.args.per_device_eval_batch_size, nullcontext)
+                metrics["eval_loss" if self.single_eval else f"eval_{name}_loss"] = total / max(rows, 1.0)
+            if self.evaluator is not None:
+                result = self.evaluator(self.model)
+                metrics.update({f"eval_{k}": float(v) for k, v in result.items()})
+        return metrics
+
+
+def _is_ray_dataset(data: Any) -> bool:
+    return type(data).__name__ in ("Dataset", "MaterializedDataset") and hasattr(data, "to_arrow_refs")
+
+
+def _is_paths(data: Any) -> bool:
+    items = data if isinstance(data, (list, tuple)) else [data]
+    return bool(items) and all(isinstance(d, (str, os.PathLike)) for d in items)
