@@ -135,8 +135,11 @@ def main() -> None:
     print(f"setup: MiniLM-L6 + 1-label head, WordNet train pairs, batch {cli.batch_size}, fp32, {cli.steps} steps "
           f"(measured after step {cli.skip}), raycross extra args {extra}")
     results: dict[str, list[dict]] = {"raycross": [], "st": []}
+    ratios = []
     for round_ in range(cli.rounds):
-        for worker in ("raycross", "st"):
+        # alternate the order: a load trend on the machine then favours neither side
+        order = ("raycross", "st") if round_ % 2 == 0 else ("st", "raycross")
+        for worker in order:
             command = [sys.executable, __file__, "--worker", worker, "--steps", str(cli.steps), "--skip", str(cli.skip),
                        "--batch-size", str(cli.batch_size), "--raycross-args", cli.raycross_args]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -144,10 +147,14 @@ def main() -> None:
             results[worker].append(result)
             print(f"round {round_ + 1} {worker:8s}: {result['samples_per_second']:.1f} samples/s "
                   f"({result['seconds']:.1f} s, load {result['load']:.1f})", flush=True)
+        ratios.append(results["raycross"][-1]["samples_per_second"] / results["st"][-1]["samples_per_second"])
+        print(f"round {round_ + 1} ratio raycross/st: {ratios[-1]:.2f}x", flush=True)
     ours = statistics.median(r["samples_per_second"] for r in results["raycross"])
     theirs = statistics.median(r["samples_per_second"] for r in results["st"])
     print(f"load average after: {os.getloadavg()}")
-    print(f"median samples/s: raycross {ours:.1f}, sentence-transformers {theirs:.1f}, ratio {ours / theirs:.2f}x")
+    print(f"median samples/s: raycross {ours:.1f}, sentence-transformers {theirs:.1f}; "
+          f"median of the per-round ratios {statistics.median(ratios):.2f}x (rounds: "
+          + ", ".join(f"{r:.2f}" for r in ratios) + ")")
 
 
 if __name__ == "__main__":

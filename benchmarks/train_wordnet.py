@@ -7,6 +7,8 @@ training pairs come from words disjoint from the evaluation queries.
 Run (in-process, CPU):
     python benchmarks/train_wordnet.py --steps 400 --output /tmp/wordnet-reranker > /tmp/train_wordnet.log 2>&1
 
+Rerunning the same command continues from the last checkpoint in ``--output`` (``--fresh`` starts over).
+
 Prints the baseline (candidate order), the untrained model and the trained model's MAP / MRR@10 /
 NDCG@10 on all evaluation queries, as one JSON line at the end.
 """
@@ -56,6 +58,8 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--output", default="/tmp/wordnet-reranker")
     parser.add_argument("--data", default=str(DATA / "wordnet-context2gloss"))
+    parser.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints of an earlier run")
+    parser.add_argument("--skip-before", action="store_true", help="skip evaluating the untrained model")
     cli = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -74,10 +78,11 @@ def main() -> None:
     full_eval = CrossEncoderRerankingEvaluator(rerank_samples(root), name="wordnet", batch_size=128)
     periodic = CrossEncoderRerankingEvaluator(rerank_samples(root, cli.eval_queries), name="wordnet", batch_size=128)
 
-    started = time.perf_counter()
-    before = full_eval(model)
-    eval_s = time.perf_counter() - started
-    logging.info("before training: %s (%.0f s)", before, eval_s)
+    before = {}
+    if not cli.skip_before:
+        started = time.perf_counter()
+        before = full_eval(model)
+        logging.info("before training: %s (%.0f s)", before, time.perf_counter() - started)
 
     args = CrossEncoderTrainingArguments(
         cli.output, max_steps=cli.steps, per_device_train_batch_size=cli.batch_size, learning_rate=cli.lr,
@@ -88,7 +93,8 @@ def main() -> None:
     trainer = CrossEncoderTrainer(model, args, train_dataset=str(root / "train-pairs.parquet"),
                                   loss=BinaryCrossEntropyLoss(model), evaluator=periodic)
     train_started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=False)
+    # a rerun continues from the last checkpoint of the same output directory unless --fresh
+    result = trainer.train(resume_from_checkpoint=False if cli.fresh else None)
     train_s = time.perf_counter() - train_started
 
     after = full_eval(model)
@@ -97,8 +103,8 @@ def main() -> None:
         "queries": len(full_eval.samples), "pairs": full_eval.num_pairs(), "steps": result.global_step,
         "batch_size": cli.batch_size, "train_seconds": round(train_s, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-        "baseline_candidate_order": {k: round(before[f"wordnet_base_{k}"], 4) for k in ("map", "mrr@10", "ndcg@10")},
-        "untrained": {k: round(before[f"wordnet_{k}"], 4) for k in ("map", "mrr@10", "ndcg@10")},
+        "baseline_candidate_order": {k: round(after[f"wordnet_base_{k}"], 4) for k in ("map", "mrr@10", "ndcg@10")},
+        "untrained": {k: round(before[f"wordnet_{k}"], 4) for k in ("map", "mrr@10", "ndcg@10")} if before else None,
         "trained": {k: round(after[f"wordnet_{k}"], 4) for k in ("map", "mrr@10", "ndcg@10")},
         "periodic_ndcg@10": {e["step"]: round(e["eval_wordnet_ndcg@10"], 4)
                              for e in result.log_history if "eval_wordnet_ndcg@10" in e},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,9 @@ from raycross.mining.blocks import (
     search_block,
     worker_threads,
 )
-from raycross.mining.index import IndexSpec, Searcher
+from raycross.mining.index import Searcher
 from raycross.mining.local import length_order
+from raycross.mining.plan import MiningRun
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +73,11 @@ def quiet_progress(verbose: bool) -> Iterator[None]:
 
 
 def _set_threads(threads: int) -> None:
-    try:
-        import torch
-
+    """Cap torch's intra-op threads if torch is loaded (search actors never import it: less memory, and no
+    second OpenMP runtime next to FAISS's)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,6 @@ class Resources:
     num_workers: int
     use_gpu: bool
     cpus: float = 0.5
-    gpus: float = 0.0
 
     @classmethod
     def detect(cls, num_workers: int | None, use_gpu: bool | None, cpus_per_worker: float | None = None) -> Resources:
@@ -125,8 +125,8 @@ class EmbedActor:
     """Ray Data actor: {"id", "text"} -> {"id", "embedding"} with the mining model."""
 
     def __init__(self, spec: Any, role: str, device: str, threads: int) -> None:
-        _set_threads(threads)
         self.encoder = _resolve(spec).load(device=None if device == "cpu" else device)
+        _set_threads(threads)
         self.role = role
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
@@ -167,11 +167,11 @@ class RescoreActor:
     def __init__(
         self, ctx: Any, cross_encoder: Any, queries: Any, corpus: Any, device: str, threads: int, batch_size: int
     ) -> None:
-        from raycross.mining.mine import load_cross_encoder
+        from raycross.mining.local import load_cross_encoder
 
-        _set_threads(threads)
         self.ctx: BlockContext = _resolve(ctx)
         self.model = load_cross_encoder(_resolve(cross_encoder), device)
+        _set_threads(threads)
         self.queries = _resolve(queries)
         self.corpus = _resolve(corpus)
         self.batch_size = batch_size
@@ -229,75 +229,79 @@ def embed_ray(
     return out
 
 
-def run_ray(
-    ctx: BlockContext,
-    collector: ResultCollector,
-    index_spec: IndexSpec,
-    corpus_emb_ref: Any,
-    queries: pa.Array,
-    corpus: pa.Array,
-    query_emb: np.ndarray | None,
-    spec_ref: Any,
-    cross_encoder: Any,
-    rescore_batch_size: int,
-    res: Resources,
-    batch_size: int,
-    block_size: int,
-) -> None:
-    """Stream queries through embed -> search (+select) [-> rescore (+select)] actor pools into `collector`."""
+def run_ray(run: MiningRun, ctx: BlockContext, collector: ResultCollector, res: Resources) -> None:
+    """Embed the corpus on the embed pool (or load it), share it, then stream the queries through
+    embed -> search (+select) [-> rescore (+select)] actor pools into `collector`."""
     import ray
 
-    ctx_ref = Shared(ctx)
-    index_ref = Shared(index_spec)
-    rescoring = cross_encoder is not None
-    streaming = query_emb is None
-    pools = 1 + int(streaming) + int(rescoring)
-    gpu_share = 1.0 / pools
-    threads = worker_threads(res.num_workers, pools)
+    inputs, cache = run.inputs, run.cache
+    spec_ref = Shared(run.spec)
+    with quiet_progress(run.verbose):
+        corpus_emb, query_emb = cache.load("document"), cache.load("query")
+        if corpus_emb is None:
+            corpus_emb = embed_ray(spec_ref, inputs.corpus, "document", res, run.batch_size)
+            cache.save("document", corpus_emb)
+        if query_emb is None and cache.enabled:
+            query_emb = embed_ray(spec_ref, inputs.queries, "query", res, run.batch_size)
+            cache.save("query", query_emb)
+        corpus_emb = np.ascontiguousarray(corpus_emb, dtype=np.float32)
+        index_ref = Shared(run.build_index(corpus_emb))
+        corpus_ref = Shared(corpus_emb)
+        del corpus_emb  # the object store holds the one shared copy
+        # Several blocks per worker for balance; large blocks keep the BLAS search efficient.
+        block = int(min(run.max_block, max(256, -(-inputs.num_queries // (res.num_workers * 4)))))
+        ctx_ref = Shared(ctx)
+        rescoring = run.cross_encoder is not None
+        streaming = query_emb is None
+        pools = 1 + int(streaming) + int(rescoring)
+        gpu_share = 1.0 / pools
+        threads = worker_threads(res.num_workers, pools)
 
-    if streaming:
-        ds = ray.data.from_arrow(_text_blocks(queries, block_size)).map_batches(
-            EmbedActor,
-            batch_size=block_size,
-            batch_format="pyarrow",
-            fn_constructor_kwargs={"spec": spec_ref, "role": "query", "device": res.device, "threads": threads},
-            **res.remote_args(gpu_share),
-        )
-        query_ref = None
-    else:
-        ids = np.arange(len(queries), dtype=np.int64)
-        ds = ray.data.from_arrow([pa.table({"id": ids[s : s + block_size]}) for s in range(0, len(ids), block_size)])
-        query_ref = Shared(np.ascontiguousarray(query_emb, dtype=np.float32))
-    ds = ds.map_batches(
-        SearchActor,
-        batch_size=block_size,
-        batch_format="numpy",
-        fn_constructor_kwargs={
+        if streaming:
+            ds = ray.data.from_arrow(_text_blocks(inputs.queries, block)).map_batches(
+                EmbedActor,
+                batch_size=block,
+                batch_format="pyarrow",
+                fn_constructor_kwargs={"spec": spec_ref, "role": "query", "device": res.device, "threads": threads},
+                **res.remote_args(gpu_share),
+            )
+            query_ref = None
+        else:
+            ids = np.arange(inputs.num_queries, dtype=np.int64)
+            ds = ray.data.from_arrow([pa.table({"id": ids[s : s + block]}) for s in range(0, len(ids), block)])
+            query_ref = Shared(np.ascontiguousarray(query_emb, dtype=np.float32))
+        search_kwargs = {
             "ctx": ctx_ref,
             "index_spec": index_ref,
-            "corpus_emb": corpus_emb_ref,
+            "corpus_emb": corpus_ref,
             "device": res.device,
             "threads": threads,
             "finish": not rescoring,
             "query_emb": query_ref,
-        },
-        **res.remote_args(gpu_share),
-    )
-    if rescoring:
+        }
         ds = ds.map_batches(
-            RescoreActor,
-            batch_size=block_size,
+            SearchActor,
+            batch_size=block,
             batch_format="numpy",
-            fn_constructor_kwargs={
-                "ctx": ctx_ref,
-                "cross_encoder": Shared(cross_encoder),
-                "queries": Shared(queries),
-                "corpus": Shared(corpus),
-                "device": res.device,
-                "threads": threads,
-                "batch_size": rescore_batch_size,
-            },
+            fn_constructor_kwargs=search_kwargs,
             **res.remote_args(gpu_share),
         )
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        collector.add(batch)
+        if rescoring:
+            rescore_kwargs = {
+                "ctx": ctx_ref,
+                "cross_encoder": Shared(run.cross_encoder),
+                "queries": Shared(inputs.queries),
+                "corpus": Shared(inputs.corpus),
+                "device": res.device,
+                "threads": threads,
+                "batch_size": run.rescore_batch_size,
+            }
+            ds = ds.map_batches(
+                RescoreActor,
+                batch_size=block,
+                batch_format="numpy",
+                fn_constructor_kwargs=rescore_kwargs,
+                **res.remote_args(gpu_share),
+            )
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            collector.add(batch)

@@ -8,30 +8,17 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from raycross.mining.blocks import BlockContext, ResultCollector
-from raycross.mining.encoders import EncoderSpec, cache_file, load_cached
-from raycross.mining.index import IndexSpec
+from raycross.mining.encoders import EncoderSpec
 from raycross.mining.inputs import prepare_inputs
 from raycross.mining.options import EXECUTIONS, INDEX_TYPES, MiningOptions
 from raycross.mining.output import iter_output_batches, output_schema, to_hf_dataset, write_parquet
+from raycross.mining.plan import EmbeddingCache, MiningRun
 from raycross.mining.stats import MiningStatistics, compute_statistics
 
 logger = logging.getLogger(__name__)
 
 AUTO_RAY_MIN_TEXTS = 100_000
-
-
-def load_cross_encoder(cross_encoder: Any, device: str | None = None) -> Any:
-    """A cross-encoder object from a path/hub id (raycross.CrossEncoder) or an existing model, on `device`."""
-    if isinstance(cross_encoder, (str, os.PathLike)):
-        from raycross.model import CrossEncoder
-
-        return CrossEncoder(str(cross_encoder), device=device)
-    if device is not None and device != "cpu" and hasattr(cross_encoder, "to"):
-        cross_encoder.to(device)
-    return cross_encoder
 
 
 def _check_cross_encoder(cross_encoder: Any) -> None:
@@ -62,6 +49,34 @@ def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None
         raise ValueError(f"{name}: expected an integer >= 1, found {value!r}")
 
 
+def _check_settings(
+    batch_size: Any,
+    faiss_batch_size: Any,
+    num_workers: Any,
+    cross_encoder_batch_size: Any,
+    ivf_nprobe: Any,
+    ivf_nlist: Any,
+    execution: Any,
+    index_type: Any,
+    output_path: Any,
+) -> None:
+    """Check the execution settings (the mining options are checked by MiningOptions.create)."""
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("faiss_batch_size", faiss_batch_size)
+    _check_positive_int("num_workers", num_workers, allow_none=True)
+    _check_positive_int("cross_encoder_batch_size", cross_encoder_batch_size, allow_none=True)
+    _check_positive_int("ivf_nprobe", ivf_nprobe)
+    _check_positive_int("ivf_nlist", ivf_nlist, allow_none=True)
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution: expected one of {EXECUTIONS}, found {execution!r}")
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"index_type: expected one of {INDEX_TYPES}, found {index_type!r}")
+    if output_path is not None and Path(output_path).is_dir() and any(Path(output_path).glob("part-*.parquet")):
+        raise ValueError(
+            f"output_path={str(output_path)!r} already holds part-*.parquet files; pass an empty directory"
+        )
+
+
 def _choose_execution(execution: str, use_multi_process: Any, n_texts: int) -> str:
     if execution != "auto":
         return execution
@@ -70,13 +85,6 @@ def _choose_execution(execution: str, use_multi_process: Any, n_texts: int) -> s
     if use_multi_process or ray.is_initialized() or n_texts >= AUTO_RAY_MIN_TEXTS:
         return "ray"
     return "local"
-
-
-def _save_cache(path: Path, emb: np.ndarray) -> None:
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, emb)
-    os.replace(tmp, path)
-    logger.info("Saved embeddings to %s", path)
 
 
 def mine_hard_negatives(
@@ -205,20 +213,17 @@ def mine_hard_negatives(
         output_scores=output_scores,
         seed=seed,
     )
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("faiss_batch_size", faiss_batch_size)
-    _check_positive_int("num_workers", num_workers, allow_none=True)
-    _check_positive_int("cross_encoder_batch_size", cross_encoder_batch_size, allow_none=True)
-    _check_positive_int("ivf_nprobe", ivf_nprobe)
-    _check_positive_int("ivf_nlist", ivf_nlist, allow_none=True)
-    if execution not in EXECUTIONS:
-        raise ValueError(f"execution: expected one of {EXECUTIONS}, found {execution!r}")
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"index_type: expected one of {INDEX_TYPES}, found {index_type!r}")
-    if output_path is not None and Path(output_path).is_dir() and any(Path(output_path).glob("part-*.parquet")):
-        raise ValueError(
-            f"output_path={str(output_path)!r} already holds part-*.parquet files; pass an empty directory"
-        )
+    _check_settings(
+        batch_size=batch_size,
+        faiss_batch_size=faiss_batch_size,
+        num_workers=num_workers,
+        cross_encoder_batch_size=cross_encoder_batch_size,
+        ivf_nprobe=ivf_nprobe,
+        ivf_nlist=ivf_nlist,
+        execution=execution,
+        index_type=index_type,
+        output_path=output_path,
+    )
     spec = EncoderSpec.create(model, query_prompt, query_prompt_name, corpus_prompt, corpus_prompt_name, batch_size)
     _check_cross_encoder(cross_encoder)
     inputs = prepare_inputs(dataset, anchor_column_name, positive_column_name, corpus)
@@ -233,91 +238,38 @@ def mine_hard_negatives(
         logger.info("Found %d unique queries out of %d total queries.", inputs.num_queries, inputs.num_rows)
     if inputs.max_positives > 1:
         logger.info("Found an average of %.3f positives per query.", inputs.mean_positives)
-    mode = _choose_execution(execution, use_multi_process, inputs.num_queries + len(inputs.corpus))
+    run = MiningRun(
+        opts=opts,
+        inputs=inputs,
+        spec=spec,
+        cache=EmbeddingCache.create(cache_folder, spec, inputs),
+        cross_encoder=cross_encoder if rescoring else None,
+        batch_size=batch_size,
+        rescore_batch_size=cross_encoder_batch_size or batch_size,
+        max_block=faiss_batch_size,
+        index_type=index_type,
+        use_faiss=use_faiss,
+        ivf_nlist=ivf_nlist,
+        ivf_nprobe=ivf_nprobe,
+        verbose=verbose,
+    )
 
-    # ---- embeddings (cached, computed on the driver, or on the Ray actor pool)
-    corpus_cache = query_cache = None
-    corpus_emb = query_emb = None
-    if cache_folder is not None:
-        Path(cache_folder).mkdir(parents=True, exist_ok=True)
-        corpus_cache = cache_file(cache_folder, spec, "document", inputs.corpus)
-        query_cache = cache_file(cache_folder, spec, "query", inputs.queries)
-        corpus_emb = load_cached(corpus_cache, len(inputs.corpus))
-        query_emb = load_cached(query_cache, inputs.num_queries)
-
+    # ---- embed, search, (rescore,) select: in this process or on Ray Data actor pools
     ctx = BlockContext.create(inputs, opts)
     collector = ResultCollector(inputs, opts)
-    rescore_batch = cross_encoder_batch_size or batch_size
-    if mode == "local":
-        from raycross.mining.local import embed_all, run_local
+    if _choose_execution(execution, use_multi_process, inputs.num_queries + len(inputs.corpus)) == "local":
+        from raycross.mining.local import run_local
 
-        device = "cuda" if use_gpu else None
-        encoder = spec.load(device=device) if (corpus_emb is None or query_emb is None) else None
-        if corpus_emb is None:
-            corpus_emb = embed_all(encoder, inputs.corpus, "document", verbose=verbose)
-            if corpus_cache is not None:
-                _save_cache(corpus_cache, corpus_emb)
-        if query_emb is None and query_cache is not None:
-            query_emb = embed_all(encoder, inputs.queries, "query", verbose=verbose)
-            _save_cache(query_cache, query_emb)
-        corpus_emb = np.ascontiguousarray(corpus_emb, dtype=np.float32)
-        index_spec = IndexSpec.build(corpus_emb, index_type, use_faiss, ivf_nlist, ivf_nprobe, seed)
-        ce = load_cross_encoder(cross_encoder, device) if rescoring else None
-        block = min(faiss_batch_size, 4096)
-        run_local(
-            ctx,
-            collector,
-            index_spec,
-            corpus_emb,
-            inputs.queries,
-            inputs.corpus,
-            query_emb,
-            encoder,
-            ce,
-            rescore_batch,
-            block,
-            verbose,
-            device="cuda" if use_gpu else "cpu",
-        )
+        run_local(run, ctx, collector, use_gpu=bool(use_gpu))
     else:
         import ray
 
-        from raycross.mining.distributed import Resources, Shared, embed_ray, quiet_progress, run_ray
+        from raycross.mining.distributed import Resources, run_ray
 
         if not ray.is_initialized():
             logger.info("Starting a local Ray instance for mining (call ray.init() first to configure it)")
             ray.init()
-        res = Resources.detect(num_workers, use_gpu)
-        spec_ref = Shared(spec)
-        with quiet_progress(verbose):
-            if corpus_emb is None:
-                corpus_emb = embed_ray(spec_ref, inputs.corpus, "document", res, batch_size)
-                if corpus_cache is not None:
-                    _save_cache(corpus_cache, corpus_emb)
-            if query_emb is None and query_cache is not None:
-                query_emb = embed_ray(spec_ref, inputs.queries, "query", res, batch_size)
-                _save_cache(query_cache, query_emb)
-            corpus_emb = np.ascontiguousarray(corpus_emb, dtype=np.float32)
-            index_spec = IndexSpec.build(corpus_emb, index_type, use_faiss, ivf_nlist, ivf_nprobe, seed)
-            corpus_ref = Shared(corpus_emb)
-            del corpus_emb  # the object store holds the one shared copy
-            block = int(min(faiss_batch_size, max(256, -(-inputs.num_queries // (res.num_workers * 4)))))
-            run_ray(
-                ctx,
-                collector,
-                index_spec,
-                corpus_ref,
-                inputs.queries,
-                inputs.corpus,
-                query_emb,
-                spec_ref,
-                cross_encoder if rescoring else None,
-                rescore_batch,
-                res,
-                batch_size,
-                block,
-            )
-        del corpus_ref
+        run_ray(run, ctx, collector, Resources.detect(num_workers, use_gpu))
     collector.check_complete()
 
     # ---- statistics and output rows

