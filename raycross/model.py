@@ -29,6 +29,7 @@ from transformers import (
 )
 
 from raycross import __version__
+from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logits
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class CrossEncoder(nn.Module):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device)
+        self.unpad_inputs = True  # padding-free forward for BERT-family models (raycross.unpadded)
         self.eval()  # as transformers' from_pretrained: inference mode until a trainer calls .train()
 
     # ------------------------------------------------------------------ loading helpers
@@ -312,10 +314,35 @@ class CrossEncoder(nn.Module):
         return out
 
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
-        """Raw logits of shape (batch, num_labels) for tokenized features (moved to the model's device)."""
+        """Raw logits of shape (batch, num_labels) for tokenized features (moved to the model's device).
+
+        Padded batches of BERT-family models skip the padding (:mod:`raycross.unpadded`; same logits);
+        set ``model.unpad_inputs = False`` to always run the plain transformers forward.
+        """
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
+        if self._should_unpad(features):
+            return self._unpadded_forward(features)
         return self.model(**features, return_dict=True).logits
+
+    def _should_unpad(self, features: Mapping[str, Tensor]) -> bool:
+        mask = features.get("attention_mask")
+        if not getattr(self, "unpad_inputs", True) or mask is None or mask.dim() != 2 or "input_ids" not in features:
+            return False
+        if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
+            return False
+        # below ~10% padding the gather/scatter costs more than the padded positions it saves
+        return float(mask.sum()) <= 0.9 * mask.numel() and is_right_padded(mask)
+
+    def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
+        wrapper = self.model
+        if wrapper is self.hf_model:
+            return unpadded_logits(wrapper, **features)
+        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
+            return wrapper(**features, return_dict=True).logits
+        # DDP: its pre/post forward hooks arm the gradient all-reduce around our forward of the module
+        _, kwargs = wrapper._pre_forward(**features)
+        return wrapper._post_forward(unpadded_logits(wrapper.module, **kwargs))
 
     # ------------------------------------------------------------------ inference
     def predict(
