@@ -112,6 +112,24 @@ def read_progress(checkpoint_dir: str | Path) -> dict[str, Any]:
     return read_json(path) if path.is_file() else {}
 
 
+CHECKPOINT_SCORE = "checkpoint_score"
+"""Reported with every checkpoint when a best metric is tracked: the metric's value if the checkpoint's
+weights were evaluated at its step, else the worst value. Rotation ranks by it, so a checkpoint that
+merely carries the previous evaluation's metrics never ties with (and rotates away) the evaluated one."""
+
+
+def checkpoint_score(value: float | None, evaluated: bool, greater_is_better: bool) -> float:
+    """The rotation score of a checkpoint (see :data:`CHECKPOINT_SCORE`).
+
+    Example:
+        >>> checkpoint_score(0.7, evaluated=False, greater_is_better=True)
+        -inf
+    """
+    if evaluated and value is not None:
+        return float(value)
+    return float("-inf") if greater_is_better else float("inf")
+
+
 def checkpoints_to_delete(
     entries: list[tuple[Any, int, dict[str, Any]]],
     num_to_keep: int | None,

@@ -36,6 +36,7 @@ from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArgum
 from raycross.training.batches import Batch, BatchStream, TokenCache, epoch_step_plan
 from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback, TensorBoardCallback
 from raycross.training.checkpoints import (
+    CHECKPOINT_SCORE,
     OPTIMIZER,
     PROGRESS,
     SCALER,
@@ -43,6 +44,7 @@ from raycross.training.checkpoints import (
     TRAINER_STATE,
     TRAINING_ARGS,
     capture_rng,
+    checkpoint_score,
     load_model_weights,
     read_json,
     restore_rng,
@@ -393,7 +395,8 @@ class TrainingLoop:
         flags = [
             due(args.logging_strategy, self.logging_every) or (args.logging_first_step and step == 1)
             or control.should_log or done,
-            due(args.eval_strategy, self.eval_every) or control.should_evaluate,
+            # the final evaluation comes before the final save, so the last checkpoint carries fresh metrics
+            due(args.eval_strategy, self.eval_every) or control.should_evaluate or (done and self._evaluates()),
             due(args.save_strategy, self.save_every) or control.should_save,
             control.should_training_stop,
         ]
@@ -472,6 +475,10 @@ class TrainingLoop:
             logger.info("Saving checkpoint %s", name)
         self.last_save_step = state.global_step
         metrics = self._report_metrics()
+        if self.job.metric_key is not None:
+            evaluated = self.last_eval_step == state.global_step
+            metrics[CHECKPOINT_SCORE] = checkpoint_score(self.last_eval_metrics.get(self.job.metric_key), evaluated,
+                                                         bool(self.args.greater_is_better))
         path = self.rt.checkpoint_path(name)
         if state.best_global_step == state.global_step:
             state.best_model_checkpoint = path
@@ -495,12 +502,16 @@ class TrainingLoop:
         self.last_checkpoint = self.rt.last_checkpoint or path
         self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model)
 
+    def _evaluates(self) -> bool:
+        """Whether this run evaluates at all (an eval dataset or an evaluator, and an eval strategy)."""
+        has_eval = bool(self.job.eval_specs) or self.job.evaluator is not None
+        return has_eval and self.args.eval_strategy is not IntervalStrategy.NO
+
     # ------------------------------------------------------------------ end of training
     def _finish(self, runtime_s: float, steps_done: int) -> dict[str, float]:
         """Final evaluation and checkpoint when due, summary metrics, best model back in place (in-process)."""
         args, state = self.args, self.state
-        has_eval = bool(self.job.eval_specs) or self.job.evaluator is not None
-        if has_eval and args.eval_strategy is not IntervalStrategy.NO and self.last_eval_step != state.global_step:
+        if self._evaluates() and self.last_eval_step != state.global_step:
             self.evaluate()
         if self.clock.steps:
             self._log_training()  # the window since the last log line (training stopped early)
@@ -518,6 +529,9 @@ class TrainingLoop:
         needs_checkpoint = args.save_strategy is not IntervalStrategy.NO or self.rt.is_ray
         if needs_checkpoint and self.last_save_step != state.global_step:
             self.save()
+        elif self.rt.is_ray and not self.finished:
+            # the last checkpoint predates the summary line: the driver takes it from this last report
+            self.rt.report({**summary, "step": state.global_step, "epoch": state.epoch})
         if args.load_best_model_at_end and state.best_model_checkpoint and not self.rt.is_ray:
             # in-process: the trainer's model object is the trained one; Ray runs export on the driver
             if self.is_main:

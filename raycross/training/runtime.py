@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -232,6 +233,7 @@ class RayRuntime:
         try:
             yield tmp
             self._train.report(metrics, checkpoint=Checkpoint.from_directory(str(tmp)), checkpoint_dir_name=name)
+            _wait_until_collected()
             persisted = self._train.get_checkpoint()
             self.last_checkpoint = persisted.path if persisted is not None else self.checkpoint_path(name)
         finally:
@@ -251,3 +253,25 @@ class RayRuntime:
         filesystem = self._train.get_context().get_storage().storage_filesystem
         with Checkpoint(path=path, filesystem=filesystem).as_directory() as directory:
             yield Path(directory)
+
+
+def _wait_until_collected(timeout_s: float = 120.0) -> None:
+    """Block until the Ray Train controller has taken this worker's last report off its result queue.
+
+    ``ray.train.report`` returns once the checkpoint is uploaded, but the controller registers it only when
+    it next polls the workers. A worker that dies before that poll takes its queued report along, and the
+    replacement group would restart from an older checkpoint (or from scratch). Checkpoints are rare, so
+    waiting one poll interval for each is cheap.
+    """
+    try:
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        results = get_train_context().get_result_queue()
+    except (ImportError, AttributeError, RuntimeError):  # Ray internals moved: keep training, unguarded
+        logger.debug("cannot reach the Ray Train result queue; not waiting for the controller")
+        return
+    deadline = time.monotonic() + timeout_s
+    while results.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if results.unfinished_tasks:
+        logger.warning("the Ray Train controller has not collected checkpoint report after %.0f s", timeout_s)

@@ -28,6 +28,7 @@ import torch
 
 from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import (
+    CHECKPOINT_SCORE,
     PROGRESS,
     clear_checkpoints,
     TRAINER_STATE,
@@ -118,6 +119,8 @@ class CrossEncoderTrainer:
         self.model = model
         self.args = args
         self.callbacks = list(callbacks or [])
+        # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
+        self.run_callbacks: list[Any] = []
         if isinstance(evaluator, (list, tuple)):
             from raycross.evaluation import SequentialEvaluator
 
@@ -229,7 +232,7 @@ class CrossEncoderTrainer:
         device = "cuda" if use_gpu else "cpu"
         runtime = LocalRuntime(
             self._train_data, self._eval_data, self.run_dir, device=device, num_to_keep=args.save_total_limit,
-            score_attribute=self.metric_key, greater_is_better=bool(args.greater_is_better),
+            score_attribute=CHECKPOINT_SCORE if self.metric_key else None, greater_is_better=bool(args.greater_is_better),
             resume_from=resume_from,
         )
         output = run_training(self._job(resume_from, show_progress=True), runtime)
@@ -243,7 +246,10 @@ class CrossEncoderTrainer:
 
         args = self.args
         if not ray.is_initialized():
-            ray.init(runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+            # a runtime_env here would clash with a Ray job's own (ray job submit --runtime-env);
+            # the workers get the variable from their worker runtime env, a local cluster inherits it
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            ray.init()
         use_gpu = args.use_gpu
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers
@@ -268,7 +274,7 @@ class CrossEncoderTrainer:
             storage_path, name = str(out.parent), out.name
         checkpoint_config = CheckpointConfig(
             num_to_keep=args.save_total_limit,
-            checkpoint_score_attribute=self.metric_key,
+            checkpoint_score_attribute=CHECKPOINT_SCORE if self.metric_key else None,
             checkpoint_score_order="max" if args.greater_is_better else "min",
         )
         trainer = TorchTrainer(
@@ -279,6 +285,7 @@ class CrossEncoderTrainer:
             run_config=RunConfig(
                 name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=checkpoint_config,
+                callbacks=list(self.run_callbacks) or None,
                 worker_runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
             ),
             datasets=datasets,
@@ -292,7 +299,12 @@ class CrossEncoderTrainer:
             last = Path(last)
             state = read_json(last / TRAINER_STATE)
             progress = read_json(last / PROGRESS)
-            summary = next((e for e in reversed(state["log_history"]) if "train_runtime" in e), {})
+            summary = next((e for e in reversed(state["log_history"]) if "train_runtime" in e), None)
+            if summary is None and "train_runtime" in (result.metrics or {}):
+                # the final checkpoint was saved before the summary line: it came as the last report
+                summary = {k: v for k, v in result.metrics.items() if k.startswith("train_") or k in ("step", "epoch")}
+                state["log_history"].append(summary)
+            summary = summary or {}
             metrics = {k: v for k, v in summary.items() if k not in ("step", "epoch")}
             metrics.update(progress.get("eval_metrics", {}))
             best = state.get("best_model_checkpoint")

@@ -14,9 +14,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
@@ -50,34 +48,10 @@ class EvaluationToTune(TuneReportCallback):
 
 
 def train_with_run_callbacks(trainer: Any, callbacks: list[Any]) -> Any:
-    """``trainer.train()`` with extra Ray Train ``RunConfig`` callbacks.
-
-    Uses the trainer's ``run_callbacks`` hook when it has one; otherwise adds the callbacks to every
-    ``RunConfig`` created during the call (a trial process runs one trainer, which creates one).
-    """
-    hook = getattr(trainer, "run_callbacks", None)
-    if isinstance(hook, list):
-        hook.extend(callbacks)
-        return trainer.train()
-    with _run_config_callbacks(callbacks):
-        return trainer.train()
-
-
-@contextlib.contextmanager
-def _run_config_callbacks(callbacks: list[Any]) -> Iterator[None]:
-    # Patch the class's __post_init__, not the ray.train.RunConfig name: the class must stay importable
-    # under its own name, or cloudpickle ships it by value (and fails) with the controller's arguments.
-    from ray.train import RunConfig
-
-    original = RunConfig.__post_init__
-
-    def post_init(self: Any) -> None:
-        original(self)
-        present = list(self.callbacks or [])
-        self.callbacks = present + [cb for cb in callbacks if all(cb is not p for p in present)]
-
-    RunConfig.__post_init__ = post_init
+    """``trainer.train()`` with extra Ray Train ``RunConfig`` callbacks (the trainer's ``run_callbacks``)."""
+    trainer.run_callbacks.extend(callbacks)
     try:
-        yield
+        return trainer.train()
     finally:
-        RunConfig.__post_init__ = original
+        for callback in callbacks:
+            trainer.run_callbacks.remove(callback)

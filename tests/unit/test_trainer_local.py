@@ -227,6 +227,43 @@ def test_fresh_start_explicit_checkpoint_and_finished_rerun(tmp_path, tiny_model
     assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-6"]
 
 
+class ScriptedEvaluator:
+    """Returns the next of the given scores at each call (a quality curve chosen by the test)."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = list(scores)
+        self.primary_metric = "quality"
+        self.greater_is_better = True
+
+    def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict[str, float]:
+        return {"quality": self.scores.pop(0)}
+
+
+def test_checkpoints_saved_between_evaluations_never_rotate_away_the_best(tmp_path, tiny_model_path):
+    # evaluations at 2, 4 and 5 score 0.9, 0.5, 0.4; checkpoints are saved every step. checkpoint-3
+    # carries step 2's metrics but its weights were never evaluated: it must not displace checkpoint-2
+    model = CrossEncoder(str(tiny_model_path), device="cpu")
+    args = args_for(tmp_path / "out", max_steps=5, logging_steps=1, eval_strategy="steps", eval_steps=2,
+                    save_strategy="steps", save_steps=1, save_total_limit=1, metric_for_best_model="quality")
+    snapshots = {}
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            snapshots[state.global_step] = weights(model)
+
+    result = CrossEncoderTrainer(model, args, train_dataset=make_rows(64, seed=4),
+                                 evaluator=ScriptedEvaluator([0.9, 0.5, 0.4]), loss=BinaryCrossEntropyLoss(model),
+                                 callbacks=[Snapshot()]).train()
+    assert [e["step"] for e in result.log_history if "eval_quality" in e] == [2, 4, 5]
+    assert result.best_checkpoint.endswith("checkpoint-2") and result.best_metric == pytest.approx(0.9)
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-5"]
+    best = AutoModelForSequenceClassification.from_pretrained(result.best_checkpoint).state_dict()
+    for name, tensor in snapshots[2].items():  # the kept best checkpoint holds step 2's weights
+        torch.testing.assert_close(best[name], tensor)
+    progress = json.loads((tmp_path / "out" / "checkpoint-5" / "raycross_progress.json").read_text())
+    assert progress["metrics"]["checkpoint_score"] == pytest.approx(0.4)
+
+
 # ---------------------------------------------------------------------- samplers in training
 @pytest.mark.parametrize(("kind", "epochs"), [("proportional", 2), ("round_robin", 1)])
 def test_multi_dataset_batches_come_from_one_dataset_in_the_promised_proportion(tmp_path, tiny_model_path, kind,
