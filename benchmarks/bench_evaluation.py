@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -68,6 +69,7 @@ def main() -> dict[str, float]:
         print(f"{name:>22}: {result[name]:7.2f} s (median of {len(values)}: {[round(v, 2) for v in values]})")
     ratio = result["sentence-transformers"] / result["raycross"]
     print(f"speed ratio raycross / sentence-transformers: {ratio:.2f}x")
+    print("RESULT " + json.dumps({**result, "ratio": ratio}), flush=True)
     return {**result, "ratio": ratio}
 
 

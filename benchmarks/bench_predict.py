@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,6 +60,7 @@ def main() -> dict[str, float]:
         print(f"{name:>22}: {result[name]:8.1f} pairs/s (median of {len(values)}: {[round(v, 2) for v in values]} s)")
     ratio = result["raycross"] / result["sentence-transformers"]
     print(f"ratio raycross / sentence-transformers: {ratio:.2f}x")
+    print("RESULT " + json.dumps({**result, "ratio": ratio}), flush=True)
     return {**result, "ratio": ratio}
 
 

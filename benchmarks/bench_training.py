@@ -155,6 +155,8 @@ def main() -> None:
     print(f"median samples/s: raycross {ours:.1f}, sentence-transformers {theirs:.1f}; "
           f"median of the per-round ratios {statistics.median(ratios):.2f}x (rounds: "
           + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    print("RESULT " + json.dumps({"raycross": ours, "sentence-transformers": theirs, "ratio": statistics.median(ratios),
+                                  "round_ratios": ratios}), flush=True)
 
 
 if __name__ == "__main__":

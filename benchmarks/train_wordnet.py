@@ -60,6 +60,10 @@ def main() -> None:
     parser.add_argument("--data", default=str(DATA / "wordnet-context2gloss"))
     parser.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints of an earlier run")
     parser.add_argument("--skip-before", action="store_true", help="skip evaluating the untrained model")
+    parser.add_argument("--train-data", default=None,
+                        help="(query, passage, label) training pairs: a parquet file or a saved HF dataset "
+                             "directory, e.g. the hard negatives mined by `bench_mining.py wordnet` "
+                             "(default: the shipped train-pairs.parquet)")
     cli = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -90,7 +94,12 @@ def main() -> None:
         save_steps=cli.eval_every, save_total_limit=2, logging_steps=25, seed=12,
         num_workers=cli.num_workers, report_to="tensorboard",
     )
-    trainer = CrossEncoderTrainer(model, args, train_dataset=str(root / "train-pairs.parquet"),
+    train_data = cli.train_data or str(root / "train-pairs.parquet")
+    if Path(train_data).is_dir():  # a saved HF dataset (mining output)
+        from datasets import load_from_disk
+
+        train_data = load_from_disk(train_data)
+    trainer = CrossEncoderTrainer(model, args, train_dataset=train_data,
                                   loss=BinaryCrossEntropyLoss(model), evaluator=periodic)
     train_started = time.perf_counter()
     # a rerun continues from the last checkpoint of the same output directory unless --fresh
@@ -109,7 +118,7 @@ def main() -> None:
         "periodic_ndcg@10": {e["step"]: round(e["eval_wordnet_ndcg@10"], 4)
                              for e in result.log_history if "eval_wordnet_ndcg@10" in e},
         "machine": f"{platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
-        "output": cli.output,
+        "output": cli.output, "train_data": cli.train_data or "train-pairs.parquet",
     }
     print(json.dumps(summary))
 
