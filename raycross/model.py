@@ -316,7 +316,8 @@ class CrossEncoder(nn.Module):
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
         """Raw logits of shape (batch, num_labels) for tokenized features (moved to the model's device).
 
-        Padded batches of BERT-family models skip the padding (:mod:`raycross.unpadded`; same logits);
+        BERT-family models skip the padding and the last layer's non-[CLS] work (:mod:`raycross.unpadded`;
+        same logits);
         set ``model.unpad_inputs = False`` to always run the plain transformers forward.
         """
         device = self.device
@@ -331,8 +332,7 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
-        # below ~10% padding the gather/scatter costs more than the padded positions it saves
-        return float(mask.sum()) <= 0.9 * mask.numel() and is_right_padded(mask)
+        return is_right_padded(mask)
 
     def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
         wrapper = self.model

@@ -4,7 +4,8 @@ A padded batch of pairs wastes compute in proportion to its padding: on real rer
 context -> definition, batch 32) only about half of the padded positions are real tokens. Here the
 linear layers (Q/K/V, attention output, feed-forward) and LayerNorms run on the packed real tokens only;
 the padded layout is rebuilt just for the attention product, which is cheap next to the matmuls at the
-lengths of typical pairs. Same weights, same maths: logits equal the transformers forward (within float
+lengths of typical pairs. The classification heads read the first token only, so the last layer computes
+queries, attention output and feed-forward for that token alone. Same weights, same maths: logits equal the transformers forward (within float
 rounding), dropout is applied at the same places with the same rates.
 
 Models whose layout is not recognised (or with gradient checkpointing on, or left padding) use the plain
@@ -86,16 +87,26 @@ def unpadded_logits(
     hidden = hidden.reshape(batch * width, -1).index_select(0, keep)
     key_mask = attention_mask.bool()[:, None, None, :]
     heads = config.num_attention_heads
-    for layer in base.encoder.layer:
+    lengths = attention_mask.sum(dim=1)
+    first_tokens = torch.cumsum(lengths, 0) - lengths  # packed index of each row's [CLS] / <s>
+    *layers, last = base.encoder.layer
+    for layer in layers:
         hidden = _layer(layer, hidden, keep, key_mask, batch, width, heads)
-    first = hidden.new_zeros(batch * width, hidden.shape[-1]).index_copy(0, keep, hidden)
-    first = first.view(batch, width, -1)[:, :1]  # the [CLS] / <s> token of every row
+    # the head reads the first token only: the last layer computes the rest of the rows' keys and values,
+    # and its queries, attention output and feed-forward for the first tokens alone
+    first = _layer(last, hidden, keep, key_mask, batch, width, heads, queries=first_tokens)
+    first = first.unsqueeze(1)  # (batch, 1, hidden): the heads take [:, 0]
     if kind == "bert":
         return hf_model.classifier(hf_model.dropout(base.pooler(first)))
     return hf_model.classifier(first)
 
 
-def _layer(layer: Any, hidden: Tensor, keep: Tensor, key_mask: Tensor, batch: int, width: int, heads: int) -> Tensor:
+def _layer(
+    layer: Any, hidden: Tensor, keep: Tensor, key_mask: Tensor, batch: int, width: int, heads: int,
+    queries: Tensor | None = None,
+) -> Tensor:
+    """One encoder layer on packed tokens; with `queries` (one packed index per row), only those rows'
+    outputs are computed, shape (batch, hidden)."""
     attention = layer.attention
     self_attn = attention.self
     size = hidden.shape[-1]
@@ -104,10 +115,17 @@ def _layer(layer: Any, hidden: Tensor, keep: Tensor, key_mask: Tensor, batch: in
         full = x.new_zeros(batch * width, x.shape[-1]).index_copy(0, keep, x)
         return full.view(batch, width, heads, -1).transpose(1, 2)
 
-    q, k, v = (padded(proj(hidden)) for proj in (self_attn.query, self_attn.key, self_attn.value))
+    k, v = padded(self_attn.key(hidden)), padded(self_attn.value(hidden))
     dropout = self_attn.dropout.p if self_attn.training else 0.0
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout)
-    context = context.transpose(1, 2).reshape(batch * width, size).index_select(0, keep)
+    if queries is None:
+        q = padded(self_attn.query(hidden))
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch * width, size).index_select(0, keep)
+    else:
+        hidden = hidden.index_select(0, queries)
+        q = self_attn.query(hidden).view(batch, 1, heads, -1).transpose(1, 2)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, size)
     out = attention.output
     attended = out.LayerNorm(out.dropout(out.dense(context)) + hidden)
     inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(attended))

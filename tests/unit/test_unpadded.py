@@ -99,8 +99,9 @@ def test_cross_encoder_forward_uses_it_and_matches_the_plain_path(tiny_model):
         tiny_model.unpad_inputs = False
         plain = tiny_model(features)
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
-    # nearly unpadded batches take the plain forward: nothing to save
-    assert not tiny_model._should_unpad(tiny_model.preprocess([("q", "d"), ("q", "e")]))
+    tiny_model.unpad_inputs = True
+    left = dict(features, attention_mask=features["attention_mask"].flip(1))  # left padding: plain forward
+    assert not tiny_model._should_unpad(left)
 
 
 def test_saved_model_is_unchanged_by_unpadded_training(tiny_model, tmp_path):
