@@ -10,7 +10,7 @@ benchmarks not run this time are kept from an existing `--out`, so the suite can
 Targets: predict >= 1.2x, training >= 1.2x, evaluation >= 1.0x (speed ratios raycross / ST), mining
 speed >= 1.0x and peak tree RSS <= 0.5x of ST, quality: raycross NDCG@10 >= ST - 1.0 point.
 
-Run (the full suite takes hours on a 2-core CPU machine):
+Run (the whole suite took 16 minutes on the 2-core CPU machine of RESULTS.md):
     python benchmarks/run_all.py
     python benchmarks/run_all.py --only quality,scaling          # rerun a subset, keep the others
     python benchmarks/run_all.py --quick --only predict,quality,scaling --out /tmp/rq.json --plot /tmp/rq.png

@@ -19,6 +19,7 @@ from raycross.mining.stats import MiningStatistics, compute_statistics
 logger = logging.getLogger(__name__)
 
 AUTO_RAY_MIN_TEXTS = 100_000
+AUTO_RAY_MIN_CPUS = 8
 
 
 def _check_cross_encoder(cross_encoder: Any) -> None:
@@ -82,9 +83,23 @@ def _choose_execution(execution: str, use_multi_process: Any, n_texts: int) -> s
         return execution
     import ray
 
-    if use_multi_process or ray.is_initialized() or n_texts >= AUTO_RAY_MIN_TEXTS:
+    if use_multi_process or ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
+        return "ray"
+    # measured (benchmarks/RESULTS.md): on a 2-core machine the in-process runner mines 100k queries
+    # against 117k texts faster than the actor pools and in a third of the memory; pools pay off with
+    # several accelerators or many cores
+    if n_texts >= AUTO_RAY_MIN_TEXTS and (_gpu_count() > 1 or (os.cpu_count() or 1) >= AUTO_RAY_MIN_CPUS):
         return "ray"
     return "local"
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
 
 
 def mine_hard_negatives(
@@ -168,7 +183,8 @@ def mine_hard_negatives(
         as_triplets, margin: deprecated aliases of output_format and absolute_margin.
         seed: seed of the random sampling (results do not depend on batching or worker count).
         execution: "ray" (Ray Data actor pools), "local" (this process), or "auto": Ray when Ray is
-            initialized or the anchors plus corpus reach 100,000 texts.
+            initialized (or ``RAY_ADDRESS`` is set, as in a Ray job), or when the anchors plus corpus
+            reach 100,000 texts on a machine with several GPUs or at least 8 CPUs.
         num_workers: actor pool size per stage (default: GPUs, else half the cluster CPUs, at most 8).
         use_gpu: GPU actors and GPU search (default: when the cluster has GPUs).
         index_type: "flat" (exact inner product) or "ivf" (approximate, for very large corpora;

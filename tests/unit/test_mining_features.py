@@ -211,3 +211,23 @@ def test_named_prompts_of_an_embedder(small, tiny_encoder_path):
     assert default == mine_hard_negatives(pairs, embedder, query_prompt="query: ", **kw).to_list() != by_name
     with pytest.raises(ValueError, match="corpus_prompt_name='passage' is not one of the model's prompts"):
         mine_hard_negatives(pairs, embedder, corpus_prompt_name="passage", **kw)
+
+
+def test_auto_execution_uses_actor_pools_only_where_they_pay_off(monkeypatch):
+    import ray
+
+    from raycross.mining import mine
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(mine, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(mine.os, "cpu_count", lambda: 2)
+    assert mine._choose_execution("auto", None, 500) == "local"
+    assert mine._choose_execution("auto", None, 250_000) == "local"  # a 2-core laptop: in-process is faster
+    assert mine._choose_execution("ray", None, 500) == "ray"
+    assert mine._choose_execution("auto", True, 500) == "ray"  # use_multi_process, as in the anchor
+    monkeypatch.setattr(mine.os, "cpu_count", lambda: 32)
+    assert mine._choose_execution("auto", None, 250_000) == "ray"
+    assert mine._choose_execution("auto", None, 500) == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # inside a Ray job
+    assert mine._choose_execution("auto", None, 500) == "ray"
