@@ -206,3 +206,40 @@ def test_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint
     with torch.no_grad():
         logit = hf(**reloaded.preprocess(pairs)).logits[0, 0]
     assert reloaded.predict(pairs)[0] == pytest.approx(torch.sigmoid(logit).item(), rel=1e-5)
+
+
+class StopAfter(TrainerCallback):
+    """Stops training at `step` (a clean stop: the trainer saves a checkpoint there) and logs every step."""
+
+    def __init__(self, step: int | None, steps_log: str) -> None:
+        self.step = step
+        self.steps_log = steps_log
+
+    def on_step_end(self, args, state, control, **kwargs):
+        with open(f"{self.steps_log}.{_rank()}", "a") as f:
+            f.write(f"{state.global_step}\n")
+        if state.global_step == self.step:
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def test_rerun_with_the_same_output_dir_continues_the_multi_worker_run(tmp_path, tiny_model_path):
+    train = make_rows(96, seed=5, tag="man")
+
+    def run(stop: int | None, log: str):
+        model = CrossEncoder(str(tiny_model_path), device="cpu")
+        args = CrossEncoderTrainingArguments(
+            str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=1,
+            save_strategy="steps", save_steps=3, seed=3, num_workers=2, resources_per_worker={"CPU": 0.5},
+            disable_tqdm=True,
+        )
+        return CrossEncoderTrainer(model, args, train_dataset=train, loss=BinaryCrossEntropyLoss(model),
+                                   callbacks=[StopAfter(stop, str(tmp_path / log))]).train()
+
+    first = run(2, "first")
+    assert first.global_step == 2
+    second = run(None, "second")
+    assert [int(s) for s in (tmp_path / "second.0").read_text().split()] == [3, 4, 5, 6]  # continued, not redone
+    assert second.global_step == 6
+    assert sorted(e["step"] for e in second.log_history if "loss" in e) == list(range(1, 7))
+    CrossEncoder(str(tmp_path / "out"), device="cpu").predict([("man dog", "a dog runs")])

@@ -44,11 +44,11 @@ def test_trials_with_workers_report_each_evaluation_and_asha_stops_the_weak_one(
         base_args={"output_dir": str(tmp_path / "sweep"), "max_steps": 30, "per_device_train_batch_size": 16,
                    "eval_strategy": "steps", "eval_steps": 10, "logging_steps": 10, "seed": 7,
                    "num_workers": 1, "resources_per_worker": {"CPU": 0.5}},
-        search_space={"learning_rate": {"grid": [3e-3, 1e-7]}}, search_alg="grid",
+        search_space={"learning_rate": {"grid": [1e-3, 1e-7]}}, search_alg="grid",
         scheduler="asha", grace_period=1, reduction_factor=2, max_concurrent_trials=1, verbose=0,
     )
     rows = {r["learning_rate"]: r for r in result.trial_rows}
-    strong, weak = rows[3e-3], rows[1e-7]
+    strong, weak = rows[1e-3], rows[1e-7]
     assert strong["status"] == "completed" and strong["steps"] == 30 and strong["evaluations"] == 3
     assert weak["status"] == "stopped early" and weak[METRIC] < strong[METRIC]
     # Tune got one evaluation of the weak trial and stopped it there (its workers may train on a little
