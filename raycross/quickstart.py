@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import torch
 
 from raycross.resources import QUICKSTART_DATA, minilm_path
 
@@ -86,6 +87,7 @@ def run_quickstart(
     )
     log(f"[2/5] mined hard negatives: {len(mined)} labeled pairs ({time.perf_counter() - started:.0f} s)")
 
+    torch.manual_seed(seed)  # the fresh scoring head: the same numbers on every run
     model = CrossEncoder(str(base_model), num_labels=1)
     evaluator = CrossEncoderRerankingEvaluator(
         samples=evaluation, at_k=10, name="wordnet-heldout", batch_size=64, show_progress_bar=False
