@@ -316,9 +316,8 @@ class CrossEncoder(nn.Module):
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
         """Raw logits of shape (batch, num_labels) for tokenized features (moved to the model's device).
 
-        BERT-family models skip the padding and the last layer's non-[CLS] work (:mod:`raycross.unpadded`;
-        same logits);
-        set ``model.unpad_inputs = False`` to always run the plain transformers forward.
+        BERT-family models skip the padding and the last layer's non-[CLS] work (:mod:`raycross.unpadded`,
+        same logits); set ``model.unpad_inputs = False`` to always run the plain transformers forward.
         """
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}

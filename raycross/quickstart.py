@@ -109,8 +109,9 @@ def run_quickstart(
     trainer = CrossEncoderTrainer(
         model=model, args=args, train_dataset=mined, loss=BinaryCrossEntropyLoss(model), evaluator=evaluator
     )
+    train_started = time.perf_counter()
     trainer.train()
-    log(f"[3/5] trained ({time.perf_counter() - started:.0f} s)")
+    log(f"[3/5] trained in {time.perf_counter() - train_started:.0f} s ({time.perf_counter() - started:.0f} s so far)")
 
     final_dir = output_dir / "model"
     model.save_pretrained(final_dir)

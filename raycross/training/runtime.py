@@ -274,4 +274,4 @@ def _wait_until_collected(timeout_s: float = 120.0) -> None:
     while results.unfinished_tasks and time.monotonic() < deadline:
         time.sleep(0.02)
     if results.unfinished_tasks:
-        logger.warning("the Ray Train controller has not collected checkpoint report after %.0f s", timeout_s)
+        logger.warning("the Ray Train controller has not collected the checkpoint report after %.0f s", timeout_s)
