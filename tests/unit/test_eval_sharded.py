@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import traceback
 
 import pytest
 
@@ -38,8 +39,13 @@ def _worker(rank: int, world_size: int, init_file: str, model_path: str, out_dir
         assert type(model.model).__name__ == "DistributedDataParallel"  # the wrapper is restored
         with open(os.path.join(out_dir, f"metrics{rank}.json"), "w") as handle:
             json.dump({"metrics": metrics, "primary": evaluator.primary_metric}, handle)
-    finally:
-        dist.destroy_process_group()
+        dist.barrier()  # both ranks are done before either goes
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    # no destroy_process_group(): gloo's teardown can hang in one rank once the other has exited
+    # (seen in CI after both ranks had written their metrics)
+    os._exit(0)
 
 
 def test_evaluate_sharded_with_gloo_and_ddp(tiny_model_path, tmp_path):

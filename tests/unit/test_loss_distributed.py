@@ -7,6 +7,8 @@ spawned processes start in about a second instead of importing transformers; the
 
 from __future__ import annotations
 
+import os
+import traceback
 from pathlib import Path
 
 import torch
@@ -71,8 +73,12 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
                 "num_pairs": len(loss.build_pairs(local)[0]),
             }
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+        dist.barrier()  # both ranks are done before either goes
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    # no destroy_process_group(): gloo's teardown can hang in one rank once the other has exited
+    os._exit(0)
 
 
 def reference_rows(model, rows: range) -> torch.Tensor:
