@@ -10,10 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 
 import pytest
 
+from conftest import tiny_rerank_task
 from raycross import CrossEncoder
 from raycross.evaluation import CrossEncoderRerankingEvaluator
 from raycross.tune import tune_cross_encoder
@@ -21,26 +21,9 @@ from raycross.tune import tune_cross_encoder
 METRIC = "eval_dev_ndcg@10"
 
 
-def _task(seed: int = 0, n_train: int = 512, n_queries: int = 30):
-    from conftest import tiny_vocab
-
-    rng = random.Random(seed)
-    words = sorted(w for w in tiny_vocab() if w.isalpha() and len(w) > 2)
-    positive, negative = words[0::2], words[1::2]
-    train = {"a": [], "b": [], "label": []}
-    for _ in range(n_train // 2):
-        query = rng.choice(words)
-        train["a"] += [query, query]
-        train["b"] += [rng.choice(positive), rng.choice(negative)]
-        train["label"] += [1.0, 0.0]
-    samples = [{"query": rng.choice(words), "positive": [rng.choice(positive)], "negative": rng.sample(negative, 7)}
-               for _ in range(n_queries)]
-    return train, samples
-
-
 @pytest.fixture(scope="module")
 def task():
-    return _task()
+    return tiny_rerank_task()
 
 
 def _base(output_dir, max_steps=40):

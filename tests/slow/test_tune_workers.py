@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import os
-import random
 
 import pytest
 
+from conftest import tiny_rerank_task
 from raycross import CrossEncoder
 from raycross.evaluation import CrossEncoderRerankingEvaluator
 from raycross.tune import tune_cross_encoder
@@ -16,28 +16,10 @@ from raycross.tune import tune_cross_encoder
 METRIC = "eval_dev_ndcg@10"
 
 
-def _task(seed: int = 0, n_train: int = 512, n_queries: int = 30):
-    """Rerank one "positive-class" word among 7 "negative-class" words (the tiny vocabulary split in two)."""
-    from conftest import tiny_vocab
-
-    rng = random.Random(seed)
-    words = sorted(w for w in tiny_vocab() if w.isalpha() and len(w) > 2)
-    positive, negative = words[0::2], words[1::2]
-    train = {"a": [], "b": [], "label": []}
-    for _ in range(n_train // 2):
-        query = rng.choice(words)
-        train["a"] += [query, query]
-        train["b"] += [rng.choice(positive), rng.choice(negative)]
-        train["label"] += [1.0, 0.0]
-    samples = [{"query": rng.choice(words), "positive": [rng.choice(positive)], "negative": rng.sample(negative, 7)}
-               for _ in range(n_queries)]
-    return train, samples
-
-
 @pytest.mark.slow
 def test_trials_with_workers_report_each_evaluation_and_asha_stops_the_weak_one(ray_session, tiny_model_path,
                                                                                  tmp_path):
-    train, samples = _task()
+    train, samples = tiny_rerank_task()
     evaluator = CrossEncoderRerankingEvaluator(samples, name="dev")
     result = tune_cross_encoder(
         str(tiny_model_path), train, evaluator=evaluator,

@@ -27,13 +27,7 @@ from raycross.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
 WORDS = "the man woman dog cat water food house car street city play run walk".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # a tiny model on a busy 2-core machine runs faster (and steadier) single-threaded
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_rows(n: int, seed: int, tag: str = "") -> list[dict]:

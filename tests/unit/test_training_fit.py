@@ -16,12 +16,7 @@ from raycross.fit import fit
 WORDS = "the man woman dog cat water food house car street city play run walk".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def examples(n: int, seed: int) -> list[InputExample]:
