@@ -106,5 +106,5 @@ def _run_evaluator(loop: Any, epoch: float, step: int) -> dict[str, float]:
         result = job.evaluator(loop.model, output_path=output_path, epoch=epoch, steps=step) if loop.is_main else None
         result = rt.broadcast(result)
     if not isinstance(result, dict):
-        result = {"evaluator": float(result)}
+        result = {getattr(job.evaluator, "primary_metric", None) or "evaluator": float(result)}
     return {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.number))}
