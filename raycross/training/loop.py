@@ -234,6 +234,10 @@ class TrainingLoop:
             built_in.append(ProgressCallback())
         if "tensorboard" in self.args.report_to:
             built_in.append(TensorBoardCallback())
+        if self.args.push_to_hub and self.is_main:
+            from raycross.hub import HubPushCallback, HubPusher
+
+            built_in.append(HubPushCallback(HubPusher(self.args)))
         return built_in + list(self.job.callbacks)
 
     # ------------------------------------------------------------------ resume
@@ -501,7 +505,8 @@ class TrainingLoop:
                     max_steps=self.max_steps, path=path,
                 ).write(directory)
         self.last_checkpoint = self.rt.last_checkpoint or path
-        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model)
+        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,
+                                         checkpoint_dir=self.last_checkpoint)
 
     def _evaluates(self) -> bool:
         """Whether this run evaluates at all (an eval dataset or an evaluator, and an eval strategy)."""

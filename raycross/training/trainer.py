@@ -183,9 +183,23 @@ class CrossEncoderTrainer:
             if deleted:
                 logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
                                len(deleted), self.run_dir)
-        if self.args.num_workers == 0:
-            return self._train_local(resume_from)
-        return self._train_ray(resume_from)
+        result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
+        if self.args.push_to_hub:
+            self.push_to_hub()
+        return result
+
+    def push_to_hub(self, commit_message: str | None = None) -> str:
+        """Upload ``output_dir`` (final model, model card, trainer state; not the checkpoints) to
+        ``args.hub_model_id`` (default: the output directory's name); returns the commit URL.
+
+        Example:
+            >>> trainer.push_to_hub()  # doctest: +SKIP
+        """
+        from raycross.hub import HubPusher
+
+        url = HubPusher(self.args).push_final(self.args.output_dir, commit_message)
+        logger.info("Pushed %s to the hub: %s", self.args.output_dir, url)
+        return url
 
     def _train_local(self, resume_from: str | None) -> TrainResult:
         args = self.args
