@@ -60,7 +60,7 @@ from raycross.training.samplers import (
     updates_per_epoch,
 )
 from raycross.training.tables import Shard
-from raycross.training.validation import DatasetSpec
+from raycross.training.validation import DatasetSpec, check_dataset_rows, dataset_label
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,9 @@ class TrainingLoop:
         self.shards: dict[str, Shard] = {}
         self.samplers: dict[str, ShardSampler] = {}
         for index, (name, spec) in enumerate(self.job.train_specs.items()):
-            shard = Shard(self.rt.train_table(name, spec.columns), spec.input_columns, spec.label_column)
+            table = self.rt.train_table(name, spec.columns)
+            self._check_rows(spec, self.job.losses[name], table)
+            shard = Shard(table, spec.input_columns, spec.label_column)
             if shard.num_rows == 0:
                 raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
             self.shards[name] = shard
@@ -197,7 +199,14 @@ class TrainingLoop:
         if self.job.eval_specs and (self.is_main or args.shard_eval):
             for name, spec in self.job.eval_specs.items():
                 table = self.rt.eval_table(name, spec.columns)
+                self._check_rows(spec, self.job.eval_losses[name], table)
                 self.eval_shards[name] = Shard(table, spec.input_columns, spec.label_column)
+
+    def _check_rows(self, spec: DatasetSpec, loss: Any, table: Any) -> None:
+        """Check the rows of a shard the driver could not check (lazy Ray data), naming the worker's row."""
+        if not spec.rows_checked and table is not None:
+            where = f"{dataset_label(spec.name)} (row numbers within worker {self.rt.rank}'s shard)"
+            check_dataset_rows(spec, loss, self.model, table, where=where)
 
     def _setup_schedule(self) -> None:
         args = self.args

@@ -20,6 +20,7 @@ import logging
 import os
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from raycross.training.arguments import CrossEncoderTrainingArguments
@@ -34,11 +35,14 @@ from raycross.training.validation import (
     check_batching,
     check_best_metric,
     check_dataset_against_loss,
+    check_dataset_rows,
     check_resources,
     check_strategies,
+    dataset_label,
     resolve_losses,
 )
 from raycross.training.tables import to_arrow_table
+from raycross.data.rows import describe_conversion_error
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +109,11 @@ class CrossEncoderTrainer:
             check_batching(spec, args, self._train_tables.get(name))
         for name, spec in self.eval_specs.items():
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
+        for specs, tables, losses in ((self.train_specs, self._train_tables, self.losses),
+                                      (self.eval_specs, self._eval_tables, self.eval_losses)):
+            for name, table in tables.items():
+                check_dataset_rows(specs[name], losses[name], model, table)
+                specs[name].rows_checked = True
         check_strategies(args, bool(eval_named), evaluator is not None)
         self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
         self.location = RunLocation.from_args(args)
@@ -144,7 +153,10 @@ class CrossEncoderTrainer:
                 data[name] = to_ray_dataset(dataset)
                 specs[name] = DatasetSpec.from_ray(where, data[name])
             else:
-                table = to_arrow_table(dataset)
+                try:
+                    table = to_arrow_table(dataset)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                    raise describe_conversion_error(dataset, dataset_label(where), error) from None
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
         return data, specs, tables
 
