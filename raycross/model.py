@@ -65,6 +65,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def _is_fsdp(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
+
+
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
     if isinstance(pair, str):
         return pair
@@ -354,7 +362,7 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
-        if getattr(self.hf_model, "_is_fsdp_managed_module", False) or type(self.hf_model).__name__.startswith("FSDP"):
+        if _is_fsdp(self.hf_model):
             return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
