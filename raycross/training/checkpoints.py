@@ -100,6 +100,19 @@ def load_state(path: str | Path, map_location: Any = None) -> Any:
         raise ValueError(f"{path}: corrupt or truncated state file ({error})") from None
 
 
+def scheduler_state(scheduler: Any) -> dict[str, Any]:
+    """A LambdaLR's state without its schedule functions: the schedule is rebuilt from the training
+    arguments on resume (as in transformers), so a larger ``max_steps`` stretches it."""
+    return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+
+
+def load_scheduler_state(scheduler: Any, state: dict[str, Any]) -> None:
+    """Restore :func:`scheduler_state` (the step count and last learning rates) into `scheduler`."""
+    state = dict(state)
+    state["lr_lambdas"] = [None] * len(getattr(scheduler, "lr_lambdas", []))
+    scheduler.load_state_dict(state)
+
+
 def file_sizes(directory: str | Path) -> dict[str, int]:
     """Size of every file under `directory` (relative posix path -> bytes), for the progress record."""
     directory = Path(directory)
@@ -174,6 +187,17 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The step of a checkpoint directory name (``checkpoint-<step>``), else None.
+
+    Example:
+        >>> checkpoint_step("checkpoint-40"), checkpoint_step(".tmp-checkpoint-40-ab12")
+        (40, None)
+    """
+    match = _CHECKPOINT_RE.match(name)
+    return int(match.group(1)) if match else None
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
