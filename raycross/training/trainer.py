@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from contextlib import ExitStack
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
 from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
 from raycross.training.location import RunLocation, open_checkpoint
+from raycross.training.lock import RunLock
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
@@ -190,16 +192,46 @@ class CrossEncoderTrainer:
                 place (``output_dir``, or ``storage_path/run_name``).
         """
         check_resources(self.args)
+        if self.args.num_workers > 0:
+            from raycross.ray_connect import check_reachable
+
+            import ray
+
+            if not ray.is_initialized():
+                check_reachable()
         resume_from = str(resume_from_checkpoint) if isinstance(resume_from_checkpoint, (str, os.PathLike)) else None
-        if resume_from_checkpoint is False:
-            deleted = clear_checkpoints(self.run_dir)
-            if deleted:
-                logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
-                               len(deleted), self.run_dir)
-        result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
+        with self._run_locks():
+            self._clean_interrupted_writes()
+            if resume_from_checkpoint is False:
+                deleted = clear_checkpoints(self.run_dir)
+                if deleted:
+                    logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
+                                   len(deleted), self.run_dir)
+            result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
         if self.args.push_to_hub:
             self.push_to_hub()
         return result
+
+    def _run_locks(self) -> ExitStack:
+        """The run's locks: ``output_dir`` and, when elsewhere on a local/shared path, the run directory."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(RunLock(self.location.output_dir, "output_dir"))
+            if not self.location.is_remote and self.location.run_dir != self.location.output_dir:
+                stack.enter_context(RunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def _clean_interrupted_writes(self) -> None:
+        """Remove what killed checkpoint writes and exports left behind (this run holds the locks)."""
+        from raycross.training.checkpoints import clean_interrupted_writes
+        from raycross.training.export import recover_export
+
+        if not self.location.is_remote:
+            clean_interrupted_writes(self.location.run_dir)
+        recover_export(self.location.output_dir)
 
     def push_to_hub(self, commit_message: str | None = None) -> str:
         """Upload ``output_dir`` (final model, model card, trainer state; not the checkpoints) to
@@ -238,7 +270,9 @@ class CrossEncoderTrainer:
             # a runtime_env here would clash with a Ray job's own (ray job submit --runtime-env);
             # the workers get the variable from their worker runtime env, a local cluster inherits it
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            ray.init()
+            from raycross.ray_connect import init_ray
+
+            init_ray()
         use_gpu = args.use_gpu
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers
