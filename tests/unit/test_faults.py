@@ -259,9 +259,12 @@ def test_leftovers_of_killed_writes_are_cleaned_at_the_next_start(tmp_path, tiny
 
 # ---------------------------------------------------------------------- 6. the final export as a whole
 _EXPORT = """
-import sys, time
+import importlib.util, sys, time
 from pathlib import Path
-from raycross.training.export import export_directory
+spec = importlib.util.spec_from_file_location("export", sys.argv[3])  # stdlib only: no torch import per kill
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+export_directory = module.export_directory
 out, tag = Path(sys.argv[1]), sys.argv[2]
 def write(tmp):
     for i in range(6):
@@ -277,6 +280,7 @@ def _model_files(out: Path) -> dict[str, str]:
 
 
 def test_a_kill_at_any_moment_of_the_export_leaves_the_old_or_the_new_model(tmp_path):
+    import raycross.training.export as export_module
     from raycross.training.export import export_directory, recover_export
 
     out = tmp_path / "model"
@@ -294,7 +298,8 @@ def test_a_kill_at_any_moment_of_the_export_leaves_the_old_or_the_new_model(tmp_
     for delay in (0.0, 0.02, 0.05, 0.08, 0.11, 0.14, 0.2, 0.5):
         if set(_model_files(out).values()) == {"new"}:
             export_directory(out, old)
-        proc = subprocess.Popen([sys.executable, str(script), str(out), "new"], env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, str(script), str(out), "new", export_module.__file__], env=env,
+                                stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
