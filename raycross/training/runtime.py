@@ -112,7 +112,8 @@ class LocalRuntime(SingleProcess):
         return ParquetBlocks(data.paths, block_rows, seed, columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         model.to(self.device)
 
     # ------------------------------------------------------------------ checkpoints
@@ -196,9 +197,15 @@ class RayRuntime:
         return RayShardBlocks(shard, num_rows // self.world_size, block_rows, columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         import ray.train.torch
 
+        if parallel_strategy == "fsdp":
+            from raycross.training.fsdp import shard_model
+
+            shard_model(model, self.device, bf16=bf16)
+            return
         model.to(self.device)
         kwargs = {"find_unused_parameters": True} if find_unused_parameters else None
         model.model = ray.train.torch.prepare_model(model.model, parallel_strategy_kwargs=kwargs)
