@@ -37,7 +37,7 @@ from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logit
 
 logger = logging.getLogger(__name__)
 
-ST_CONFIG_FILE = "config_sentence_transformers.json"
+ST_CONFIG_FILE = st_modules.ST_CONFIG_FILE
 MODULES_FILE = st_modules.MODULES_FILE
 SBERT_CONFIG_FILE = st_modules.SBERT_CONFIG_FILE
 _PREDICT_CHUNK = 16384  # pairs tokenized at once in predict(); bounds memory on huge inputs
@@ -208,6 +208,8 @@ class CrossEncoder(nn.Module):
         elif score_tokens is not None:
             raise ValueError(f"score_tokens={score_tokens!r} applies to causal-LM rerankers; {source!r} is a classifier")
         st_config = self._read_remote_or_local(local_dir, ST_CONFIG_FILE) or {}
+        if st_config.get("model_type", "CrossEncoder") != "CrossEncoder":
+            st_config = {}  # another model family's settings (e.g. a bi-encoder's prompts) do not apply
         saved_prompts = st_config.get("prompts") if isinstance(st_config.get("prompts"), dict) else {}
         self.prompts = validate_prompts({**saved_prompts, **(prompts or {})},
                                         default_prompt_name or st_config.get("default_prompt_name"))

@@ -21,6 +21,7 @@ from typing import Any
 
 MODULES_FILE = "modules.json"
 SBERT_CONFIG_FILE = "sentence_bert_config.json"
+ST_CONFIG_FILE = "config_sentence_transformers.json"
 TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 LOGIT_SCORE_TYPE = "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"
 LOGIT_SCORE_DIR = "1_LogitScore"
@@ -54,7 +55,8 @@ def _read_json(path: Path) -> Any:
 
 
 def read_layout(directory: str | Path) -> ModuleLayout | None:
-    """The cross-encoder layout of a sentence-transformers module directory, or None without ``modules.json``.
+    """The cross-encoder layout of a sentence-transformers module directory, or None without ``modules.json``
+    (or when the directory holds another model type, e.g. a SentenceTransformer bi-encoder).
 
     Raises:
         ValueError: for module lists raycross cannot score with, naming the modules found.
@@ -66,6 +68,12 @@ def read_layout(directory: str | Path) -> ModuleLayout | None:
     directory = Path(directory)
     modules_path = directory / MODULES_FILE
     if not modules_path.is_file():
+        return None
+    st_config_path = directory / ST_CONFIG_FILE
+    st_config = _read_json(st_config_path) if st_config_path.is_file() else {}
+    if st_config.get("model_type", "SentenceTransformer") != "CrossEncoder":
+        # another model family's save (e.g. a bi-encoder): as sentence-transformers, build the default
+        # cross-encoder on its transformer instead of reading its modules
         return None
     modules = _read_json(modules_path)
     types = [m.get("type") for m in modules] if isinstance(modules, list) else None

@@ -179,3 +179,16 @@ def test_evaluator_prompt_reaches_predict(tiny_causal_path):
     assert text.score(model, text.pairs()) == pytest.approx(named.score(model, named.pairs()))
     assert plain.score(model, plain.pairs()) == pytest.approx(model.predict(plain.pairs()))
     assert not np.allclose(plain.score(model, plain.pairs()), named.score(model, named.pairs()))
+
+
+def test_module_directories_of_other_layouts(minilm_dir, tmp_path):
+    # a SentenceTransformer (bi-encoder) directory: its transformer gets a fresh head, as in sentence-transformers
+    model = CrossEncoder(str(minilm_dir), device="cpu")
+    assert not model.is_causal and model.num_labels == 1 and model.prompts == {}
+    # a cross-encoder module list raycross cannot score with: a clear error naming the modules
+    model.save_pretrained(tmp_path / "ce", create_model_card=False)
+    (tmp_path / "ce" / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    with pytest.raises(ValueError, match="found modules .*Pooling"):
+        CrossEncoder(str(tmp_path / "ce"))
