@@ -28,7 +28,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from raycross import __version__
+from raycross import __version__, adapters
 from raycross import st_modules
 from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
 from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
@@ -69,6 +69,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def _is_fsdp(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
+
+
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
     if isinstance(pair, str):
         return pair
@@ -78,6 +86,88 @@ def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
     if isinstance(pair, (tuple, list)):
         found = f"{found} of length {len(pair)} with types {[type(t).__name__ for t in pair]}"
     raise TypeError(f"pairs[{index}]: expected a (text, text) pair of two strings, found {found}")
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A deprecation notice, logged once per process (sentence-transformers' ``warning_once``)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
+def _legacy_predict_kwargs(method: str, pairs: Any, activation_fn: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """Old keyword names of predict/rank (sentences/inputs, activation_fct, num_workers), as 6.2 maps them."""
+    for old, new in (("sentences", "inputs"), ("activation_fct", "activation_fn")):
+        if old in kwargs:
+            _warn_once(f"The `{old}` argument was renamed and is now deprecated. Please use `{new}` instead.")
+    if "num_workers" in kwargs:
+        kwargs.pop("num_workers")
+        _warn_once(f"The CrossEncoder.{method} `num_workers` argument is deprecated and has no effect. "
+                   "It will be removed in a future version.")
+    inputs = kwargs.pop("inputs", None)
+    sentences = kwargs.pop("sentences", None)
+    activation_fct = kwargs.pop("activation_fct", None)
+    if kwargs:
+        raise TypeError(f"CrossEncoder.{method}() got unexpected keyword arguments {sorted(kwargs)}")
+    if pairs is None:
+        pairs = inputs if inputs is not None else sentences
+    return pairs, activation_fn if activation_fn is not None else activation_fct
+
+
+_INIT_RENAMES = {"model_name": "model_name_or_path", "automodel_args": "model_kwargs", "tokenizer_args": "tokenizer_kwargs",
+                 "processor_kwargs": "tokenizer_kwargs", "config_args": "config_kwargs", "cache_dir": "cache_folder",
+                 "default_activation_function": "activation_fn"}
+
+
+def _legacy_init_kwargs(given: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Map CrossEncoder's old keyword names (and 6.2's ``processor_kwargs``) onto the current ones."""
+    given = dict(given)
+    for old, new in _INIT_RENAMES.items():
+        if old in kwargs:
+            value = kwargs.pop(old)
+            if old != "processor_kwargs":
+                _warn_once(f"The CrossEncoder `{old}` argument was renamed and is now deprecated. "
+                           f"Please use `{new}` instead.")
+            if given.get(new) is None:
+                given[new] = value
+    if "classifier_dropout" in kwargs:
+        dropout = kwargs.pop("classifier_dropout")
+        logger.warning("The CrossEncoder `classifier_dropout` argument is deprecated. Please use "
+                       "`config_kwargs={'classifier_dropout': %s}` instead.", dropout)
+        given["config_kwargs"] = {**(given.get("config_kwargs") or {}), "classifier_dropout": dropout}
+    if kwargs:
+        raise TypeError(f"CrossEncoder() got unexpected keyword arguments {sorted(kwargs)}")
+    return given
+
+
+def _normalize_pairs(pairs: Any) -> tuple[list[Any], bool]:
+    """(list of pairs, whether a single pair was given): lists/tuples of pairs, one pair, numpy arrays."""
+    if pairs is None:
+        raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found None")
+    if isinstance(pairs, (str, bytes)):
+        raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
+    if isinstance(pairs, np.ndarray):
+        if pairs.size and pairs.dtype.kind not in ("U", "O", "S"):
+            raise TypeError(f"pairs: expected an array of strings, found dtype {pairs.dtype}")
+        if pairs.ndim == 1 and pairs.size:
+            return [tuple(pairs.tolist())], True
+        return [tuple(row) for row in pairs.tolist()], False
+    pairs = list(pairs)
+    if len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+        return [tuple(pairs)], True
+    return pairs, False
+
+
+def _convert_scores(scores: Tensor, single: bool, convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
+    if convert_to_tensor:
+        return scores[0] if single else scores
+    if convert_to_numpy:
+        array = scores.float().numpy()
+        return array[0] if single else array
+    return scores[0] if single else list(scores)
 
 
 class CrossEncoder(nn.Module):
@@ -115,7 +205,7 @@ class CrossEncoder(nn.Module):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike,
+        model_name_or_path: str | os.PathLike | None = None,
         num_labels: int | None = None,
         max_length: int | None = None,
         activation_fn: Callable | None = None,
@@ -134,8 +224,17 @@ class CrossEncoder(nn.Module):
         processor_kwargs: dict[str, Any] | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
         score_tokens: tuple[str | int, str | int | None] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
+        if kwargs:  # old keyword names, mapped as sentence-transformers 6.2 maps them
+            given = {"model_name_or_path": model_name_or_path, "activation_fn": activation_fn,
+                     "model_kwargs": model_kwargs, "tokenizer_kwargs": tokenizer_kwargs,
+                     "config_kwargs": config_kwargs, "cache_folder": cache_folder}
+            given = _legacy_init_kwargs(given, kwargs)
+            model_name_or_path, activation_fn = given["model_name_or_path"], given["activation_fn"]
+            model_kwargs, tokenizer_kwargs = given["model_kwargs"], given["tokenizer_kwargs"]
+            config_kwargs, cache_folder = given["config_kwargs"], given["cache_folder"]
         if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
             raise ValueError(f"num_labels must be an integer >= 1 or None, found {num_labels!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
@@ -152,6 +251,11 @@ class CrossEncoder(nn.Module):
             raise TypeError("model_card_data: expected a CrossEncoderModelCardData or a dict, found "
                             f"{type(model_card_data).__name__}")
         self.model_card_data = model_card_data or CrossEncoderModelCardData(local_files_only=local_files_only)
+        object.__setattr__(self, "_adapter_tuner", None)
+        adapter_dir, base = self._adapter_directory(str(model_name_or_path))
+        if adapter_dir is not None:  # an adapter-only save: the base model, then the adapter on top
+            model_name_or_path, num_labels = base, num_labels or adapters.saved_marker(adapter_dir).get("num_labels")
+        self.adapter_base_model: str | None = None
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
@@ -200,7 +304,10 @@ class CrossEncoder(nn.Module):
             self.model: PreTrainedModel = auto_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
-        self.tokenizer = AutoTokenizer.from_pretrained(source, **shared, **(tokenizer_kwargs or {}))
+        tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
+        if adapter_dir is not None:
+            local_dir = adapter_dir
         self.score_head: LogitScore | None = None
         self._causal = causal
         if causal:
@@ -220,7 +327,7 @@ class CrossEncoder(nn.Module):
         if self.tokenizer.chat_template and (layout is None or layout.uses_messages):
             self._chat = self._make_chat_template()
 
-        self.max_length = max_length or self._default_max_length(local_dir)
+        self.max_length = max_length or self._default_max_length(local_dir)  # kept on the tokenizer
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
 
         if device is None:
@@ -228,9 +335,24 @@ class CrossEncoder(nn.Module):
         self.to(device)
         self._load_model_card(source, local_dir, revision)
         self.unpad_inputs = True  # padding-free forward (raycross.unpadded, raycross.unpadded_decoder)
+        if adapter_dir is not None:
+            self.load_adapter(adapter_dir, adapter_name=adapters.saved_marker(adapter_dir).get("adapter_name"))
+            self.model_name_or_path = str(adapter_dir)
         self.eval()  # as transformers' from_pretrained: inference mode until a trainer calls .train()
 
     # ------------------------------------------------------------------ loading helpers
+    @staticmethod
+    def _adapter_directory(name: str) -> tuple[Path | None, str | None]:
+        """(adapter directory, its base model) when `name` is an adapter-only save, else (None, None)."""
+        path = Path(name).expanduser()
+        if not (path / adapters.ADAPTER_CONFIG).is_file() or (path / "config.json").is_file():
+            return None, None
+        base = adapters.read_adapter_config(path).base_model_name_or_path
+        if not base:
+            raise ValueError(f"model_name_or_path={name!r}: adapter directory without base_model_name_or_path in "
+                             f"{adapters.ADAPTER_CONFIG}; load the base model and call load_adapter({name!r})")
+        return path, base
+
     @staticmethod
     def _resolve_source(name: str) -> str:
         path = Path(name).expanduser()
@@ -395,9 +517,54 @@ class CrossEncoder(nn.Module):
         """Sigmoid for a 1-label model, Identity otherwise."""
         return nn.Sigmoid() if self.num_labels == 1 else nn.Identity()
 
+    @property
+    def max_length(self) -> int:
+        """Maximum tokens per pair; lives on the tokenizer (``tokenizer.model_max_length``), so setting
+        either one changes both, as in sentence-transformers."""
+        return int(self.tokenizer.model_max_length)
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_length must be an integer >= 1, found {value!r}")
+        self.tokenizer.model_max_length = value
+
+    max_seq_length = max_length  # the sentence-transformers 6.2 name
+
+    @property
+    def default_activation_function(self) -> Callable:
+        """Deprecated name of :attr:`activation_fn` (sentence-transformers < 4)."""
+        warnings.warn("The `default_activation_function` property was renamed and is now deprecated. "
+                      "Please use `activation_fn` instead.", DeprecationWarning, stacklevel=2)
+        return self.activation_fn
+
+    def get_default_activation_fn(self) -> nn.Module:
+        """The activation stored with the model, else :meth:`default_activation_fn` (6.2 name)."""
+        local_dir = Path(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
+        return self._stored_activation_fn(local_dir) or self.default_activation_fn()
+
+    # ------------------------------------------------------------------ multi-process scoring
+    def start_multi_process_pool(self, target_devices: list[str] | None = None, backend: str = "process") -> dict[str, Any]:
+        """Start scoring processes (or Ray actors with ``backend="ray"``), one per device; pass the pool
+        to ``predict(..., pool=pool)`` / ``rank``; end it with :meth:`stop_multi_process_pool`.
+
+        Example:
+            >>> pool = model.start_multi_process_pool(["cpu", "cpu"])  # doctest: +SKIP
+        """
+        from raycross.multiprocess import start_pool
+
+        return start_pool(self, target_devices, backend)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
+        """Stop the processes of a pool from :meth:`start_multi_process_pool`."""
+        from raycross.multiprocess import stop_pool
+
+        stop_pool(pool)
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Keep activation_fn a plain attribute so it is not part of the state dict.
-        if name == "activation_fn":
+        if name in ("activation_fn", "_adapter_tuner"):  # not submodules: no state-dict entries
             object.__setattr__(self, name, value)
             return
         super().__setattr__(name, value)
@@ -475,6 +642,8 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
+        if _is_fsdp(self.hf_model):
+            return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
     def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
@@ -497,7 +666,7 @@ class CrossEncoder(nn.Module):
     # ------------------------------------------------------------------ inference
     def predict(
         self,
-        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str],
+        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str] | np.ndarray | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
@@ -506,6 +675,10 @@ class CrossEncoder(nn.Module):
         apply_softmax: bool = False,
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: str | list[str] | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | Tensor | list[Tensor] | float:
         """Score pairs. Batches are sorted by length for speed; results come back in input order.
 
@@ -513,18 +686,20 @@ class CrossEncoder(nn.Module):
         scalar (or a vector). Logits are cast to fp32 before the activation. ``prompt`` (or the prompt named
         ``prompt_name`` in ``model.prompts``, else the default prompt) is put before each pair.
 
+        Inputs as in sentence-transformers 6.2: a list of pairs (tuples or lists), a single pair, or a
+        numpy array of strings (2-D: one pair per row; 1-D: one pair). ``device=["cuda:0", "cuda:1"]`` or
+        ``pool=model.start_multi_process_pool(...)`` scores in several processes (:mod:`raycross.multiprocess`).
+        The old keywords ``sentences`` / ``inputs``, ``activation_fct`` and ``num_workers`` still work, with a
+        deprecation warning.
+
         Example:
             >>> scores = model.predict([("q", "relevant doc"), ("q", "other doc")])  # doctest: +SKIP
         """
+        pairs, activation_fn = _legacy_predict_kwargs("predict", pairs, activation_fn, kwargs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
         prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
-        if isinstance(pairs, (str, bytes)):
-            raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
-        pairs = list(pairs)
-        single = len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
-        if single:
-            pairs = [tuple(pairs)]
+        pairs, single = _normalize_pairs(pairs)
         pairs = [_validate_pair(p, i) for i, p in enumerate(pairs)]
         if any(isinstance(p, str) for p in pairs):
             bad = next(i for i, p in enumerate(pairs) if isinstance(p, str))
@@ -533,6 +708,14 @@ class CrossEncoder(nn.Module):
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
 
+        if pool is not None or (isinstance(device, list) and device):
+            from raycross.multiprocess import score_with_pool
+
+            restored = score_with_pool(self, pairs, pool, device if isinstance(device, list) else None, chunk_size,
+                                       batch_size, activation_fn, apply_softmax, prompt) if pairs else torch.empty(0)
+            return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
+        if isinstance(device, (str, torch.device)):
+            self.to(device)
         if not pairs:
             shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
             empty = torch.empty(shape, dtype=torch.float32)
@@ -573,12 +756,7 @@ class CrossEncoder(nn.Module):
         stacked = torch.cat(scores)
         restored = torch.empty_like(stacked)
         restored[torch.as_tensor(order)] = stacked
-        if convert_to_tensor:
-            return restored[0] if single else restored
-        if convert_to_numpy:
-            array = restored.numpy()
-            return array[0] if single else array
-        return restored[0] if single else list(restored)
+        return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
 
     def rank(
         self,
@@ -591,9 +769,10 @@ class CrossEncoder(nn.Module):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
-        apply_softmax: bool = False,
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
+        device: str | list[str] | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Rank documents for a query: ``[{"corpus_id": i, "score": s, ("text": doc)}]``, best first.
 
@@ -605,6 +784,12 @@ class CrossEncoder(nn.Module):
             [{'corpus_id': 0, 'score': 0.97}]
         """
         resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)  # bad names fail first
+        for name in ("convert_to_numpy", "convert_to_tensor", "apply_softmax"):  # as sentence-transformers 6.2
+            if name in kwargs:
+                kwargs.pop(name)
+                _warn_once(f"The CrossEncoder.rank `{name}` argument is deprecated and has no effect, as `rank` "
+                           "always returns Python floats. It will be removed in a future version.")
+        _, activation_fn = _legacy_predict_kwargs("rank", None, activation_fn, kwargs)
         if self.num_labels != 1:
             raise ValueError(f"rank needs a model with num_labels=1 (one relevance score), this model has {self.num_labels}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
@@ -628,8 +813,8 @@ class CrossEncoder(nn.Module):
             )
         pairs = [(q, d) for q, docs in zip(queries, docs_per_query) for d in docs]
         scores = self.predict(pairs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
-                              show_progress_bar=show_progress_bar,
-                              activation_fn=activation_fn, apply_softmax=apply_softmax, convert_to_numpy=True)
+                              show_progress_bar=show_progress_bar, activation_fn=activation_fn,
+                              convert_to_numpy=True, device=device, pool=pool, chunk_size=chunk_size)
         rankings, offset = [], 0
         for docs in docs_per_query:
             query_scores = scores[offset : offset + len(docs)]
@@ -644,6 +829,98 @@ class CrossEncoder(nn.Module):
             rankings.append(ranking)
         return rankings if multi else rankings[0]
 
+    # ------------------------------------------------------------------ adapters (peft; raycross.adapters)
+    def add_adapter(self, adapter_config: Any, adapter_name: str = "default") -> None:
+        """Add a fresh adapter (a peft ``LoraConfig`` or a dict of its arguments) and make it active.
+
+        Only the adapter and the scoring head stay trainable; both are saved together. One adapter per model.
+
+        Example:
+            >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
+        """
+        config = adapters.as_lora_config(adapter_config)
+        self._adapter_tuner = adapters.inject(self.hf_model, config, adapter_name)
+        self.adapter_base_model = self.adapter_base_model or self._base_reference()
+        self.to(self.device)
+
+    def load_adapter(self, peft_model_id: str | os.PathLike, adapter_name: str | None = None,
+                     is_trainable: bool = False) -> None:
+        """Load an adapter directory (adapter + head weights, peft format) onto this model and activate it.
+
+        Example:
+            >>> model.load_adapter("adapter-dir")  # doctest: +SKIP
+        """
+        path = Path(peft_model_id)
+        config = adapters.read_adapter_config(path)
+        name = adapter_name or "default"
+        self._adapter_tuner = adapters.inject(self.hf_model, config, name)
+        adapters.load_adapter_weights(self.hf_model, path, name)
+        adapters.set_trainable(self.hf_model, is_trainable)
+        self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
+        self.to(self.device)
+
+    def _require_adapter(self, method: str) -> Any:
+        if self._adapter_tuner is None:
+            raise ValueError(f"{method}: the model has no adapter; add one with add_adapter(...) or load_adapter(...)")
+        return self._adapter_tuner
+
+    @property
+    def has_adapter(self) -> bool:
+        """True when a peft adapter is attached."""
+        return self._adapter_tuner is not None
+
+    def active_adapters(self) -> list[str]:
+        """Names of the active adapters."""
+        return list(self._require_adapter("active_adapters").active_adapters)
+
+    def active_adapter(self) -> str:
+        """Name of the active adapter."""
+        return self.active_adapters()[0]
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Activate the adapter `adapter_name`."""
+        tuner = self._require_adapter("set_adapter")
+        names = adapters.adapter_names(self.hf_model)
+        if adapter_name not in names:
+            raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
+        tuner.set_adapter(adapter_name)
+
+    def enable_adapters(self) -> None:
+        """Score with the adapter (after :meth:`disable_adapters`)."""
+        self._require_adapter("enable_adapters").enable_adapter_layers()
+
+    def disable_adapters(self) -> None:
+        """Score with the base weights only (the trained head stays)."""
+        self._require_adapter("disable_adapters").disable_adapter_layers()
+
+    def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, Tensor]:
+        """The adapter's and the head's weights, keyed as in peft's ``adapter_model.safetensors``."""
+        self._require_adapter("get_adapter_state_dict")
+        return adapters.adapter_state_dict(self.hf_model, adapter_name or self.active_adapter())
+
+    def delete_adapter(self, adapter_name: str | None = None) -> None:
+        """Remove the adapter (unmerged): the model is its base again, with the trained head."""
+        tuner = self._require_adapter("delete_adapter")
+        names = adapters.adapter_names(self.hf_model)
+        if adapter_name is not None and adapter_name not in names:
+            raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
+        adapters.unload(tuner, self.hf_model)
+        self._adapter_tuner = None
+
+    def merge_and_unload(self) -> None:
+        """Merge the adapter into the base weights (in place): a plain transformers model again.
+
+        Example:
+            >>> model.merge_and_unload(); model.has_adapter  # doctest: +SKIP
+            False
+        """
+        adapters.merge_and_unload(self._require_adapter("merge_and_unload"), self.hf_model)
+        self._adapter_tuner = None
+
+    def _base_reference(self) -> str:
+        source = str(self.model_name_or_path)
+        return str(Path(source).absolute()) if Path(source).is_dir() else source
+
     # ------------------------------------------------------------------ saving
     def save_pretrained(
         self,
@@ -652,10 +929,14 @@ class CrossEncoder(nn.Module):
         model_name: str | None = None,
         create_model_card: bool = True,
         train_datasets: list[str] | None = None,
+        merge_adapter: bool = False,
     ) -> None:
         """Write an HF checkpoint (safetensors), the tokenizer, the sentence-transformers markers and the
         model card (README.md; `model_name` sets the card's model id when it is not a local path,
         `train_datasets` adds hub dataset ids).
+
+        With an adapter: the adapter and the head only (peft format, loads with ``CrossEncoder(path)``), or
+        with ``merge_adapter=True`` a plain model with the adapter merged in.
 
         Example:
             >>> model.save_pretrained("my-reranker")  # doctest: +SKIP
@@ -666,19 +947,27 @@ class CrossEncoder(nn.Module):
         activation_path = fullname(self.activation_fn)
         hf_model = self.hf_model
         hf_model.config.sentence_transformers = {"activation_fn": activation_path, "version": __version__}
-        hf_model.save_pretrained(path, safe_serialization=safe_serialization)
-        self.tokenizer.model_max_length = self.max_length
+        st_config: dict[str, Any] = {}
+        if self.has_adapter and not merge_adapter:
+            name = self.active_adapter()
+            adapters.save_adapter(hf_model, path, name, self.adapter_base_model)
+            st_config["raycross_adapter"] = {"num_labels": self.num_labels, "adapter_name": name}
+        elif self.has_adapter:
+            hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
+                                     safe_serialization=safe_serialization)
+        else:
+            hf_model.save_pretrained(path, safe_serialization=safe_serialization)
         self.tokenizer.save_pretrained(path)
         import transformers
 
-        st_config = {
+        st_config.update({
             "model_type": "CrossEncoder",
             "activation_fn": activation_path,
             "prompts": self.prompts,
             "default_prompt_name": self.default_prompt_name,
             "__version__": {"raycross": __version__, "transformers": transformers.__version__,
                             "pytorch": torch.__version__},
-        }
+        })
         with open(path / ST_CONFIG_FILE, "w", encoding="utf8") as f:
             json.dump(st_config, f, indent=2, sort_keys=True)
         for stale in (MODULES_FILE, SBERT_CONFIG_FILE):

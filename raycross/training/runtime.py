@@ -103,7 +103,8 @@ class LocalRuntime(SingleProcess):
         return self.eval_tables[name].select(columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         model.to(self.device)
 
     # ------------------------------------------------------------------ checkpoints
@@ -179,9 +180,15 @@ class RayRuntime:
         return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         import ray.train.torch
 
+        if parallel_strategy == "fsdp":
+            from raycross.training.fsdp import shard_model
+
+            shard_model(model, self.device, bf16=bf16)
+            return
         model.to(self.device)
         kwargs = {"find_unused_parameters": True} if find_unused_parameters else None
         model.model = ray.train.torch.prepare_model(model.model, parallel_strategy_kwargs=kwargs)
