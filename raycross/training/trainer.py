@@ -316,8 +316,9 @@ class CrossEncoderTrainer:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"job": self._job(resume_from, show_progress=False)},
-            scaling_config=ScalingConfig(num_workers=args.num_workers, use_gpu=bool(use_gpu),
-                                         resources_per_worker=args.resources_per_worker),
+            scaling_config=ScalingConfig(num_workers=self._worker_count(), use_gpu=bool(use_gpu),
+                                         resources_per_worker=args.resources_per_worker,
+                                         elastic_resize_monitor_interval_s=args.elastic_resize_interval_s),
             run_config=RunConfig(
                 name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=checkpoint_config,
@@ -335,6 +336,13 @@ class CrossEncoderTrainer:
         with open_checkpoint(checkpoint.path, checkpoint.filesystem) as last:
             outcome = outcome_from_checkpoint(last, result.metrics, checkpoint.path)
             return finish_run(self, outcome, last_dir=last, filesystem=checkpoint.filesystem)
+
+    def _worker_count(self) -> int | tuple[int, int]:
+        """``num_workers``, or the elastic range ``(num_workers, max_workers)``."""
+        args = self.args
+        if args.max_workers is not None and args.max_workers > args.num_workers:
+            return (args.num_workers, args.max_workers)
+        return args.num_workers
 
     @staticmethod
     def _as_ray(data: Any, spec: DatasetSpec) -> Any:
