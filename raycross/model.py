@@ -12,7 +12,8 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from transformers import (
 )
 
 from raycross import __version__
-from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logits
+from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
+from raycross.unpadded import is_right_padded, supports_unpadded
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ class CrossEncoder(nn.Module):
         model_card_data: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self._parallel: ParallelWrapper | None = None  # see wrap_for_training
+        self._parallel_bypass = False
         if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
             raise ValueError(f"num_labels must be an integer >= 1 or None, found {num_labels!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
@@ -239,11 +243,8 @@ class CrossEncoder(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def hf_model(self) -> PreTrainedModel:
-        """The transformers model, unwrapped from DDP or similar wrappers."""
-        model = self.model
-        while hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        return model
+        """The bare transformers model (``self.model``; a parallel wrapper never replaces it)."""
+        return self.model
 
     @property
     def config(self) -> PretrainedConfig:
@@ -273,18 +274,25 @@ class CrossEncoder(nn.Module):
         super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ forward
-    def preprocess(self, pairs: Sequence[tuple[str, str] | list[str] | str]) -> Mapping[str, Tensor]:
+    def preprocess(
+        self, pairs: Sequence[tuple[str, str] | list[str] | str], tokenizer: Any = None
+    ) -> Mapping[str, Tensor]:
         """Tokenize pairs: padded to the longest, truncated `longest_first` to `max_length`, CPU tensors.
+
+        The one place where training and scoring turn texts into model inputs: the training pipeline calls
+        it ahead of each step (from its own thread, with its own `tokenizer`, a copy of ``self.tokenizer``:
+        a fast tokenizer must not be shared between threads).
 
         Example:
             >>> features = model.preprocess([("a query", "a passage")])  # doctest: +SKIP
         """
+        tokenizer = self.tokenizer if tokenizer is None else tokenizer
         if len(pairs) and not isinstance(pairs[0], str):
             first, second = zip(*pairs)
-            return self.tokenizer(list(first), list(second), padding=True, truncation="longest_first",
-                                  max_length=self.max_length, return_tensors="pt")
-        return self.tokenizer(list(pairs), padding=True, truncation="longest_first",
-                              max_length=self.max_length, return_tensors="pt")
+            return tokenizer(list(first), list(second), padding=True, truncation="longest_first",
+                             max_length=self.max_length, return_tensors="pt")
+        return tokenizer(list(pairs), padding=True, truncation="longest_first",
+                         max_length=self.max_length, return_tensors="pt")
 
     tokenize = preprocess
 
@@ -318,12 +326,15 @@ class CrossEncoder(nn.Module):
 
         BERT-family models skip the padding and the last layer's non-[CLS] work (:mod:`raycross.unpadded`,
         same logits); set ``model.unpad_inputs = False`` to always run the plain transformers forward.
+        Passes with gradients go through the parallel wrapper when there is one (see
+        :meth:`wrap_for_training`); passes without (evaluation, inference) use the bare transformer.
         """
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
-        if self._should_unpad(features):
-            return self._unpadded_forward(features)
-        return self.model(**features, return_dict=True).logits
+        unpad = self._should_unpad(features)
+        if self._parallel is not None and torch.is_grad_enabled() and not self._parallel_bypass:
+            return self._parallel.logits(features, unpad)
+        return transformer_logits(self.model, features, unpad)
 
     def _should_unpad(self, features: Mapping[str, Tensor]) -> bool:
         mask = features.get("attention_mask")
@@ -333,15 +344,65 @@ class CrossEncoder(nn.Module):
             return False
         return is_right_padded(mask)
 
-    def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
-        wrapper = self.model
-        if wrapper is self.hf_model:
-            return unpadded_logits(wrapper, **features)
-        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
-            return wrapper(**features, return_dict=True).logits
-        # DDP: its pre/post forward hooks arm the gradient all-reduce around our forward of the module
-        _, kwargs = wrapper._pre_forward(**features)
-        return wrapper._post_forward(unpadded_logits(wrapper.module, **kwargs))
+    # ------------------------------------------------------------------ parallel training
+    def wrap_for_training(self, kind: str = "ddp", **kwargs: Any) -> None:
+        """Wrap the transformer for data-parallel training (call on every worker, after ``.to(device)``).
+
+        Args:
+            kind: a key of :data:`raycross.parallel.WRAPPERS` ("ddp").
+            **kwargs: passed to the wrapper (for DDP: ``DistributedDataParallel`` options such as
+                ``find_unused_parameters``).
+
+        Example:
+            >>> model.wrap_for_training("ddp", find_unused_parameters=False)  # doctest: +SKIP
+        """
+        if self._parallel is not None:
+            raise ValueError(f"kind: the model is already wrapped for training ({self._parallel.kind!r}); unwrap() first")
+        self._parallel = make_wrapper(kind, self.model, **kwargs)
+        self._parallel.train(self.training)
+
+    def unwrap(self) -> None:
+        """Remove the parallel wrapper (no-op without one); the bare transformer stays ``self.model``."""
+        if self._parallel is not None:
+            self.model = self._parallel.unwrap()
+            self._parallel = None
+
+    @property
+    def parallel_kind(self) -> str | None:
+        """The kind of the parallel wrapper ("ddp"), None when the model is not wrapped."""
+        return None if self._parallel is None else self._parallel.kind
+
+    @contextmanager
+    def unwrapped(self) -> Iterator[CrossEncoder]:
+        """Forward passes skip the parallel wrapper inside (scoring on one worker without collectives).
+
+        Example:
+            >>> with model.unwrapped():  # doctest: +SKIP
+            ...     scores = model.predict(pairs)
+        """
+        previous = self._parallel_bypass
+        self._parallel_bypass = True
+        try:
+            yield self
+        finally:
+            self._parallel_bypass = previous
+
+    def gradient_sync(self, enabled: bool = True) -> Any:
+        """A context for backward passes: sync gradients across workers (``enabled``) or only accumulate.
+
+        Example:
+            >>> with model.gradient_sync(last_micro_batch):  # doctest: +SKIP
+            ...     loss.backward()
+        """
+        if self._parallel is None:
+            return nullcontext()
+        return self._parallel.gradient_sync(enabled)
+
+    def train(self, mode: bool = True) -> CrossEncoder:
+        super().train(mode)
+        if getattr(self, "_parallel", None) is not None:
+            self._parallel.train(mode)
+        return self
 
     # ------------------------------------------------------------------ inference
     def predict(
@@ -498,7 +559,9 @@ class CrossEncoder(nn.Module):
         activation_path = fullname(self.activation_fn)
         hf_model = self.hf_model
         hf_model.config.sentence_transformers = {"activation_fn": activation_path, "version": __version__}
-        hf_model.save_pretrained(path, safe_serialization=safe_serialization)
+        state_dict = self._parallel.full_state_dict() if self._parallel is not None else None
+        extra = {} if state_dict is None else {"state_dict": state_dict}
+        hf_model.save_pretrained(path, safe_serialization=safe_serialization, **extra)
         self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(path)
         import transformers
