@@ -10,7 +10,6 @@ import importlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -30,6 +29,7 @@ from transformers import (
 )
 
 from raycross import __version__
+from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
 from raycross.unpadded import is_right_padded, supports_unpadded
 
@@ -92,7 +92,8 @@ class CrossEncoder(nn.Module):
         trust_remote_code: allow custom model code and non-torch activation functions.
         model_kwargs / tokenizer_kwargs / config_kwargs: passed to the transformers loaders
             (e.g. ``model_kwargs={"torch_dtype": "bfloat16"}``).
-        model_card_data: free-form metadata for the model card.
+        model_card_data: a :class:`~raycross.model_card.CrossEncoderModelCardData` (or a dict of its user
+            fields: language, license, model_name, model_id, train_datasets, ...) for the model card.
 
     Example:
         >>> model = CrossEncoder("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
@@ -115,7 +116,7 @@ class CrossEncoder(nn.Module):
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
-        model_card_data: dict[str, Any] | None = None,
+        model_card_data: CrossEncoderModelCardData | dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self._parallel: ParallelWrapper | None = None  # see wrap_for_training
@@ -130,7 +131,12 @@ class CrossEncoder(nn.Module):
             )
 
         self.trust_remote_code = trust_remote_code
-        self.model_card_data = dict(model_card_data or {})
+        if isinstance(model_card_data, Mapping):
+            model_card_data = CrossEncoderModelCardData.from_dict(model_card_data)
+        if model_card_data is not None and not isinstance(model_card_data, CrossEncoderModelCardData):
+            raise TypeError("model_card_data: expected a CrossEncoderModelCardData or a dict, found "
+                            f"{type(model_card_data).__name__}")
+        self.model_card_data = model_card_data or CrossEncoderModelCardData(local_files_only=local_files_only)
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
@@ -175,6 +181,7 @@ class CrossEncoder(nn.Module):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device)
+        self._load_model_card(source, local_dir, revision)
         self.unpad_inputs = True  # padding-free forward for BERT-family models (raycross.unpadded)
         self.eval()  # as transformers' from_pretrained: inference mode until a trainer calls .train()
 
@@ -229,6 +236,22 @@ class CrossEncoder(nn.Module):
             )
             return None
         return import_from_string(path)()
+
+    def _load_model_card(self, source: str, local_dir: Path | None, revision: str | None) -> None:
+        """Keep a saved README (reused on save while nothing changed) and its front matter's user fields."""
+        card = self.model_card_data
+        text = None
+        if local_dir is not None and (local_dir / "README.md").is_file():
+            text = (local_dir / "README.md").read_text(encoding="utf8")
+        self._model_card_text = text
+        front = read_front_matter(text) if text else {}
+        card.update_from_front_matter(text or "")
+        if front.get("base_model"):
+            card.set_base_model(str(front["base_model"]))
+        elif not card.base_model:
+            card.set_base_model(source, revision)
+        card.register_model(self)
+        self._model_card_snapshot = card.to_yaml()
 
     def _read_remote_or_local(self, local_dir: Path | None, filename: str) -> dict[str, Any] | None:
         if local_dir is not None:
@@ -547,8 +570,17 @@ class CrossEncoder(nn.Module):
         return rankings if multi else rankings[0]
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, path: str | os.PathLike, safe_serialization: bool = True) -> None:
-        """Write an HF checkpoint (safetensors), the tokenizer, and the sentence-transformers markers.
+    def save_pretrained(
+        self,
+        path: str | os.PathLike,
+        safe_serialization: bool = True,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+    ) -> None:
+        """Write an HF checkpoint (safetensors), the tokenizer, the sentence-transformers markers and the
+        model card (README.md; `model_name` sets the card's model id when it is not a local path,
+        `train_datasets` adds hub dataset ids).
 
         Example:
             >>> model.save_pretrained("my-reranker")  # doctest: +SKIP
@@ -574,7 +606,22 @@ class CrossEncoder(nn.Module):
         }
         with open(path / ST_CONFIG_FILE, "w", encoding="utf8") as f:
             json.dump(st_config, f, indent=2, sort_keys=True)
+        if create_model_card:
+            self._create_model_card(path, model_name, train_datasets)
         logger.info("Saved CrossEncoder to %s", path)
+
+    def _create_model_card(self, path: Path, model_name: str | None, train_datasets: list[str] | None) -> None:
+        card = self.model_card_data
+        if model_name and not Path(model_name).exists() and not card.model_id:
+            card.model_id = model_name
+        known = {d.get("id") for d in card.train_datasets}
+        card.train_datasets += [{"id": d} for d in train_datasets or [] if d not in known]
+        text = getattr(self, "_model_card_text", None)
+        if text and not card.trained and card.to_yaml() == getattr(self, "_model_card_snapshot", None):
+            card_text = text  # a loaded, untrained, unchanged model keeps its card as it was
+        else:
+            card_text = render_model_card(self)
+        (path / "README.md").write_text(card_text, encoding="utf8")
 
     save = save_pretrained
 
@@ -583,30 +630,28 @@ class CrossEncoder(nn.Module):
         repo_id: str,
         token: str | None = None,
         private: bool | None = None,
-        commit_message: str = "Add new raycross CrossEncoder model",
-        exist_ok: bool = True,
+        safe_serialization: bool = True,
+        commit_message: str | None = None,
+        local_model_path: str | None = None,
+        exist_ok: bool = False,
+        replace_model_card: bool = False,
+        train_datasets: list[str] | None = None,
         revision: str | None = None,
         create_pr: bool = False,
     ) -> str:
-        """Save the model to a temporary directory and upload it to the hub; returns the commit URL.
+        """Upload the model (with its card) to the hub; returns the commit URL, or the pull request URL
+        with ``create_pr=True``. ``local_model_path`` uploads that folder instead; an existing card on the
+        hub is kept unless ``replace_model_card=True``.
 
         Example:
             >>> model.push_to_hub("my-user/my-reranker")  # doctest: +SKIP
         """
-        if not isinstance(repo_id, str) or not repo_id.strip():
-            raise ValueError(f"repo_id must be a non-empty string like 'user/model', found {repo_id!r}")
-        from huggingface_hub import HfApi
+        from raycross.hub import push_model
 
-        api = HfApi(token=token)
-        repo_url = api.create_repo(repo_id=repo_id, private=private, exist_ok=exist_ok, repo_type="model")
-        if revision is not None:
-            api.create_branch(repo_id=repo_id, branch=revision, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
-                                       revision=revision, create_pr=create_pr)
-        logger.info("Pushed model to %s", repo_url)
-        return str(getattr(commit, "commit_url", commit))
+        return push_model(self, repo_id, token=token, private=private, safe_serialization=safe_serialization,
+                          commit_message=commit_message, local_model_path=local_model_path, exist_ok=exist_ok,
+                          replace_model_card=replace_model_card, train_datasets=train_datasets, revision=revision,
+                          create_pr=create_pr)
 
     # ------------------------------------------------------------------ legacy training
     def fit(self, train_dataloader: Any, **kwargs: Any) -> Any:

@@ -87,7 +87,19 @@ class SchedulerType(_StrEnum):
     CONSTANT_WITH_WARMUP = "constant_with_warmup"
 
 
+class HubStrategy(_StrEnum):
+    """What ``push_to_hub=True`` uploads and when (transformers' values): ``end`` (the final model),
+    ``every_save`` (also the model at every checkpoint), ``checkpoint`` (also the latest checkpoint under
+    ``last-checkpoint/``) or ``all_checkpoints`` (every checkpoint in its own folder)."""
+
+    END = "end"
+    EVERY_SAVE = "every_save"
+    CHECKPOINT = "checkpoint"
+    ALL_CHECKPOINTS = "all_checkpoints"
+
+
 _ENUM_FIELDS = {
+    "hub_strategy": HubStrategy,
     "batch_sampler": BatchSamplers,
     "multi_dataset_batch_sampler": MultiDatasetBatchSamplers,
     "eval_strategy": IntervalStrategy,
@@ -165,6 +177,13 @@ class CrossEncoderTrainingArguments:
     report_to: str | list[str] | None = "none"
     run_name: str | None = None
     disable_tqdm: bool = False
+    # --- hub (uploads through huggingface_hub; see raycross.hub)
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_strategy: HubStrategy | str = "every_save"
+    hub_token: str | None = None
+    hub_private_repo: bool | None = None
+    hub_revision: str | None = None
     # --- data
     seed: int = 42
     batch_sampler: BatchSamplers | str = "batch_sampler"
@@ -347,6 +366,8 @@ class CrossEncoderTrainingArguments:
         for f in fields(self):
             value = getattr(self, f.name)
             out[f.name] = value.value if isinstance(value, Enum) else value
+        if out.get("hub_token"):  # never written to training_args.json or a model card
+            out["hub_token"] = "<HUB_TOKEN>"
         return out
 
     def non_default_dict(self) -> dict[str, Any]:

@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from raycross.training.progress import PROGRESS
+
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 SCALER = "scaler.pt"
 TRAINING_ARGS = "training_args.json"
-PROGRESS = "raycross_progress.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILES = (OPTIMIZER, SCHEDULER, SCALER, TRAINER_STATE, TRAINING_ARGS, PROGRESS)
 
@@ -104,12 +105,6 @@ def read_json(path: str | Path) -> dict[str, Any]:
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf8") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
-
-
-def read_progress(checkpoint_dir: str | Path) -> dict[str, Any]:
-    """raycross's part of a checkpoint's state: data position, reported metrics, finished flag."""
-    path = Path(checkpoint_dir) / PROGRESS
-    return read_json(path) if path.is_file() else {}
 
 
 CHECKPOINT_SCORE = "checkpoint_score"
@@ -208,10 +203,9 @@ def clear_checkpoints(run_dir: str) -> list[str]:
     """
     import pyarrow.fs as pafs
 
-    if "://" in run_dir:
-        fs, root = pafs.FileSystem.from_uri(run_dir)
-    else:
-        fs, root = pafs.LocalFileSystem(), str(Path(run_dir).absolute())
+    from raycross.training.location import filesystem_of
+
+    fs, root = filesystem_of(run_dir)
     deleted = []
     for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
         name = info.base_name

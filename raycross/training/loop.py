@@ -39,7 +39,6 @@ from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCa
 from raycross.training.checkpoints import (
     CHECKPOINT_SCORE,
     OPTIMIZER,
-    PROGRESS,
     SCALER,
     SCHEDULER,
     TRAINER_STATE,
@@ -47,11 +46,12 @@ from raycross.training.checkpoints import (
     capture_rng,
     checkpoint_score,
     load_model_weights,
-    read_json,
     restore_rng,
     rng_file,
     write_json,
 )
+from raycross.training.evaluate import autocast_for, evaluate_model
+from raycross.training.progress import Progress
 from raycross.training.optim import create_optimizer, create_scheduler
 from raycross.training.samplers import (
     ShardSampler,
@@ -234,6 +234,10 @@ class TrainingLoop:
             built_in.append(ProgressCallback())
         if "tensorboard" in self.args.report_to:
             built_in.append(TensorBoardCallback())
+        if self.args.push_to_hub and self.is_main:
+            from raycross.hub import HubPushCallback, HubPusher
+
+            built_in.append(HubPushCallback(HubPusher(self.args)))
         return built_in + list(self.job.callbacks)
 
     # ------------------------------------------------------------------ resume
@@ -242,7 +246,7 @@ class TrainingLoop:
             if directory is None:
                 return
             directory = Path(directory)
-            progress = read_json(directory / PROGRESS)
+            progress = Progress.read(directory)
             load_model_weights(self.model.hf_model, directory)
             device = self.rt.device
             if (directory / OPTIMIZER).is_file():
@@ -259,12 +263,12 @@ class TrainingLoop:
             for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
                         "best_model_checkpoint", "num_input_tokens_seen"):
                 setattr(self.state, key, getattr(saved, key))
-            self.position = (int(progress["epoch"]), int(progress["micro_step"]))
-            self.last_eval_metrics = dict(progress.get("eval_metrics", {}))
-            self.last_eval_step = int(progress.get("last_eval_step", -1))
+            self.position = (progress.epoch, progress.micro_step)
+            self.last_eval_metrics = dict(progress.eval_metrics)
+            self.last_eval_step = progress.last_eval_step
             self.last_save_step = self.state.global_step
-            self.last_checkpoint = progress.get("path")
-            self.finished = bool(progress.get("finished", False)) or self.state.global_step >= self.max_steps
+            self.last_checkpoint = progress.path
+            self.finished = progress.finished or self.state.global_step >= self.max_steps
             if self.is_main:
                 logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
                             self.state.global_step, *self.position)
@@ -352,11 +356,7 @@ class TrainingLoop:
         return stop or state.global_step >= self.max_steps
 
     def _autocast(self) -> Any:
-        if self.args.bf16:
-            return torch.autocast(self.rt.device.type, dtype=torch.bfloat16)
-        if self.args.fp16:
-            return torch.autocast(self.rt.device.type, dtype=torch.float16)
-        return nullcontext()
+        return autocast_for(self.args.bf16, self.args.fp16, self.rt.device.type)()
 
     def _optimizer_step(self) -> torch.Tensor:
         if self.scaler is not None:
@@ -430,10 +430,15 @@ class TrainingLoop:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
         """Evaluation loss per eval dataset + the evaluator; identical metrics on every worker."""
-        from raycross.training.evaluate import evaluate_model
-
+        job, args = self.job, self.args
         started = time.perf_counter()
-        metrics = evaluate_model(self, epoch=self.state.epoch, step=self.state.global_step)
+        metrics = evaluate_model(
+            self.model, self.eval_shards, job.eval_losses, args.per_device_eval_batch_size, job.evaluator,
+            single_eval=job.single_eval, autocast=self._autocast,
+            quiet_losses=[*job.losses.values(), *job.eval_losses.values()], workers=self.rt,
+            shard_eval=args.shard_eval, output_path=None if self.rt.is_ray else str(Path(args.output_dir) / "eval"),
+            epoch=self.state.epoch, step=self.state.global_step,
+        )
         metrics["eval_runtime"] = round(time.perf_counter() - started, 4)
         self.last_eval_metrics = metrics
         self.last_eval_step = self.state.global_step
@@ -488,14 +493,15 @@ class TrainingLoop:
                         torch.save(self.scaler.state_dict(), directory / SCALER)
                 state.save_to_json(str(directory / TRAINER_STATE))
                 write_json(directory / TRAINING_ARGS, self.args.to_dict())
-                write_json(directory / PROGRESS, {
-                    "epoch": self.position[0], "micro_step": self.position[1], "metrics": metrics,
-                    "eval_metrics": self.last_eval_metrics, "last_eval_step": self.last_eval_step,
-                    "finished": state.global_step >= self.max_steps, "world_size": self.rt.world_size,
-                    "path": path,
-                })
+                Progress(
+                    epoch=self.position[0], micro_step=self.position[1], metrics=metrics,
+                    eval_metrics=self.last_eval_metrics, last_eval_step=self.last_eval_step,
+                    finished=state.global_step >= self.max_steps, world_size=self.rt.world_size,
+                    max_steps=self.max_steps, path=path,
+                ).write(directory)
         self.last_checkpoint = self.rt.last_checkpoint or path
-        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model)
+        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,
+                                         checkpoint_dir=self.last_checkpoint)
 
     def _evaluates(self) -> bool:
         """Whether this run evaluates at all (an eval dataset or an evaluator, and an eval strategy)."""
@@ -504,7 +510,7 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ end of training
     def _finish(self, runtime_s: float, steps_done: int) -> dict[str, float]:
-        """Final evaluation and checkpoint when due, summary metrics, best model back in place (in-process)."""
+        """Final evaluation and checkpoint when due, summary metrics (the driver restores the best model)."""
         args, state = self.args, self.state
         if self._evaluates() and self.last_eval_step != state.global_step:
             self.evaluate()
@@ -527,13 +533,6 @@ class TrainingLoop:
         elif self.rt.is_ray and not self.finished:
             # the last checkpoint predates the summary line: the driver takes it from this last report
             self.rt.report({**summary, "step": state.global_step, "epoch": state.epoch})
-        if args.load_best_model_at_end and state.best_model_checkpoint and not self.rt.is_ray:
-            # in-process: the trainer's model object is the trained one; Ray runs export on the driver
-            if self.is_main:
-                logger.info("Loading the best model from %s (%s=%s)", state.best_model_checkpoint,
-                            self.job.metric_key, state.best_metric)
-            with self.rt.open_checkpoint(state.best_model_checkpoint) as directory:
-                load_model_weights(self.model.hf_model, directory)
         return {**summary, **self.last_eval_metrics}
 
 
