@@ -28,7 +28,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from raycross import __version__
+from raycross import __version__, adapters
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
 from raycross.unpadded import is_right_padded, supports_unpadded
@@ -65,6 +65,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     with open(path, encoding="utf8") as f:
         return json.load(f)
+
+
+def _is_fsdp(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
 
 
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
@@ -137,6 +145,11 @@ class CrossEncoder(nn.Module):
             raise TypeError("model_card_data: expected a CrossEncoderModelCardData or a dict, found "
                             f"{type(model_card_data).__name__}")
         self.model_card_data = model_card_data or CrossEncoderModelCardData(local_files_only=local_files_only)
+        object.__setattr__(self, "_adapter_tuner", None)
+        adapter_dir, base = self._adapter_directory(str(model_name_or_path))
+        if adapter_dir is not None:  # an adapter-only save: the base model, then the adapter on top
+            model_name_or_path, num_labels = base, num_labels or adapters.saved_marker(adapter_dir).get("num_labels")
+        self.adapter_base_model: str | None = None
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
@@ -173,7 +186,10 @@ class CrossEncoder(nn.Module):
             self.model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
-        self.tokenizer = AutoTokenizer.from_pretrained(source, **shared, **(tokenizer_kwargs or {}))
+        tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
+        if adapter_dir is not None:
+            local_dir = adapter_dir
 
         self.max_length = max_length or self._default_max_length(local_dir)
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
@@ -183,9 +199,24 @@ class CrossEncoder(nn.Module):
         self.to(device)
         self._load_model_card(source, local_dir, revision)
         self.unpad_inputs = True  # padding-free forward for BERT-family models (raycross.unpadded)
+        if adapter_dir is not None:
+            self.load_adapter(adapter_dir, adapter_name=adapters.saved_marker(adapter_dir).get("adapter_name"))
+            self.model_name_or_path = str(adapter_dir)
         self.eval()  # as transformers' from_pretrained: inference mode until a trainer calls .train()
 
     # ------------------------------------------------------------------ loading helpers
+    @staticmethod
+    def _adapter_directory(name: str) -> tuple[Path | None, str | None]:
+        """(adapter directory, its base model) when `name` is an adapter-only save, else (None, None)."""
+        path = Path(name).expanduser()
+        if not (path / adapters.ADAPTER_CONFIG).is_file() or (path / "config.json").is_file():
+            return None, None
+        base = adapters.read_adapter_config(path).base_model_name_or_path
+        if not base:
+            raise ValueError(f"model_name_or_path={name!r}: adapter directory without base_model_name_or_path in "
+                             f"{adapters.ADAPTER_CONFIG}; load the base model and call load_adapter({name!r})")
+        return path, base
+
     @staticmethod
     def _resolve_source(name: str) -> str:
         path = Path(name).expanduser()
@@ -291,7 +322,7 @@ class CrossEncoder(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Keep activation_fn a plain attribute so it is not part of the state dict.
-        if name == "activation_fn":
+        if name in ("activation_fn", "_adapter_tuner"):  # not submodules: no state-dict entries
             object.__setattr__(self, name, value)
             return
         super().__setattr__(name, value)
@@ -365,6 +396,8 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
+        if _is_fsdp(self.hf_model):
+            return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
     # ------------------------------------------------------------------ parallel training
@@ -569,6 +602,98 @@ class CrossEncoder(nn.Module):
             rankings.append(ranking)
         return rankings if multi else rankings[0]
 
+    # ------------------------------------------------------------------ adapters (peft; raycross.adapters)
+    def add_adapter(self, adapter_config: Any, adapter_name: str = "default") -> None:
+        """Add a fresh adapter (a peft ``LoraConfig`` or a dict of its arguments) and make it active.
+
+        Only the adapter and the scoring head stay trainable; both are saved together. One adapter per model.
+
+        Example:
+            >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
+        """
+        config = adapters.as_lora_config(adapter_config)
+        self._adapter_tuner = adapters.inject(self.hf_model, config, adapter_name)
+        self.adapter_base_model = self.adapter_base_model or self._base_reference()
+        self.to(self.device)
+
+    def load_adapter(self, peft_model_id: str | os.PathLike, adapter_name: str | None = None,
+                     is_trainable: bool = False) -> None:
+        """Load an adapter directory (adapter + head weights, peft format) onto this model and activate it.
+
+        Example:
+            >>> model.load_adapter("adapter-dir")  # doctest: +SKIP
+        """
+        path = Path(peft_model_id)
+        config = adapters.read_adapter_config(path)
+        name = adapter_name or "default"
+        self._adapter_tuner = adapters.inject(self.hf_model, config, name)
+        adapters.load_adapter_weights(self.hf_model, path, name)
+        adapters.set_trainable(self.hf_model, is_trainable)
+        self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
+        self.to(self.device)
+
+    def _require_adapter(self, method: str) -> Any:
+        if self._adapter_tuner is None:
+            raise ValueError(f"{method}: the model has no adapter; add one with add_adapter(...) or load_adapter(...)")
+        return self._adapter_tuner
+
+    @property
+    def has_adapter(self) -> bool:
+        """True when a peft adapter is attached."""
+        return self._adapter_tuner is not None
+
+    def active_adapters(self) -> list[str]:
+        """Names of the active adapters."""
+        return list(self._require_adapter("active_adapters").active_adapters)
+
+    def active_adapter(self) -> str:
+        """Name of the active adapter."""
+        return self.active_adapters()[0]
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Activate the adapter `adapter_name`."""
+        tuner = self._require_adapter("set_adapter")
+        names = adapters.adapter_names(self.hf_model)
+        if adapter_name not in names:
+            raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
+        tuner.set_adapter(adapter_name)
+
+    def enable_adapters(self) -> None:
+        """Score with the adapter (after :meth:`disable_adapters`)."""
+        self._require_adapter("enable_adapters").enable_adapter_layers()
+
+    def disable_adapters(self) -> None:
+        """Score with the base weights only (the trained head stays)."""
+        self._require_adapter("disable_adapters").disable_adapter_layers()
+
+    def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, Tensor]:
+        """The adapter's and the head's weights, keyed as in peft's ``adapter_model.safetensors``."""
+        self._require_adapter("get_adapter_state_dict")
+        return adapters.adapter_state_dict(self.hf_model, adapter_name or self.active_adapter())
+
+    def delete_adapter(self, adapter_name: str | None = None) -> None:
+        """Remove the adapter (unmerged): the model is its base again, with the trained head."""
+        tuner = self._require_adapter("delete_adapter")
+        names = adapters.adapter_names(self.hf_model)
+        if adapter_name is not None and adapter_name not in names:
+            raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
+        adapters.unload(tuner, self.hf_model)
+        self._adapter_tuner = None
+
+    def merge_and_unload(self) -> None:
+        """Merge the adapter into the base weights (in place): a plain transformers model again.
+
+        Example:
+            >>> model.merge_and_unload(); model.has_adapter  # doctest: +SKIP
+            False
+        """
+        adapters.merge_and_unload(self._require_adapter("merge_and_unload"), self.hf_model)
+        self._adapter_tuner = None
+
+    def _base_reference(self) -> str:
+        source = str(self.model_name_or_path)
+        return str(Path(source).absolute()) if Path(source).is_dir() else source
+
     # ------------------------------------------------------------------ saving
     def save_pretrained(
         self,
@@ -577,10 +702,14 @@ class CrossEncoder(nn.Module):
         model_name: str | None = None,
         create_model_card: bool = True,
         train_datasets: list[str] | None = None,
+        merge_adapter: bool = False,
     ) -> None:
         """Write an HF checkpoint (safetensors), the tokenizer, the sentence-transformers markers and the
         model card (README.md; `model_name` sets the card's model id when it is not a local path,
         `train_datasets` adds hub dataset ids).
+
+        With an adapter: the adapter and the head only (peft format, loads with ``CrossEncoder(path)``), or
+        with ``merge_adapter=True`` a plain model with the adapter merged in.
 
         Example:
             >>> model.save_pretrained("my-reranker")  # doctest: +SKIP
@@ -591,19 +720,26 @@ class CrossEncoder(nn.Module):
         activation_path = fullname(self.activation_fn)
         hf_model = self.hf_model
         hf_model.config.sentence_transformers = {"activation_fn": activation_path, "version": __version__}
-        state_dict = self._parallel.full_state_dict() if self._parallel is not None else None
-        extra = {} if state_dict is None else {"state_dict": state_dict}
-        hf_model.save_pretrained(path, safe_serialization=safe_serialization, **extra)
+        st_config: dict[str, Any] = {}
+        if self.has_adapter and not merge_adapter:
+            name = self.active_adapter()
+            adapters.save_adapter(hf_model, path, name, self.adapter_base_model)
+            st_config["raycross_adapter"] = {"num_labels": self.num_labels, "adapter_name": name}
+        elif self.has_adapter:
+            hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
+                                     safe_serialization=safe_serialization)
+        else:
+            hf_model.save_pretrained(path, safe_serialization=safe_serialization)
         self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(path)
         import transformers
 
-        st_config = {
+        st_config.update({
             "model_type": "CrossEncoder",
             "activation_fn": activation_path,
             "__version__": {"raycross": __version__, "transformers": transformers.__version__,
                             "pytorch": torch.__version__},
-        }
+        })
         with open(path / ST_CONFIG_FILE, "w", encoding="utf8") as f:
             json.dump(st_config, f, indent=2, sort_keys=True)
         if create_model_card:

@@ -1,4 +1,4 @@
-"""Parallel wrappers of a CrossEncoder's transformer for data-parallel training (DDP now; FSDP2 can plug in).
+"""Parallel wrappers of a CrossEncoder's transformer for data-parallel training: DDP, FSDP2 (``fsdp``).
 
 A :class:`CrossEncoder` owns at most one wrapper (``model.wrap_for_training(kind)``). The wrapper holds the
 parallel module that training forward passes with gradients go through; inference and no-grad passes
@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,10 +66,6 @@ class ParallelWrapper:
         """A context in which backward passes sync gradients across workers (``enabled``) or only accumulate."""
         return contextlib.nullcontext()
 
-    def full_state_dict(self) -> dict[str, Tensor] | None:
-        """The whole model's state dict for saving, when the bare transformer does not hold it (sharded kinds)."""
-        return None
-
     def train(self, mode: bool) -> None:
         self.module.train(mode)
 
@@ -96,8 +93,12 @@ class DDPWrapper(ParallelWrapper):
         return contextlib.nullcontext() if enabled else self.module.no_sync()
 
 
-#: kind -> wrapper class; ``CrossEncoder.wrap_for_training(kind)`` looks kinds up here.
-WRAPPERS: dict[str, Callable[..., ParallelWrapper]] = {"ddp": DDPWrapper}
+#: kind -> wrapper class (or its dotted path, imported on first use); ``CrossEncoder.wrap_for_training(kind)``
+#: looks kinds up here.
+WRAPPERS: dict[str, Callable[..., ParallelWrapper] | str] = {
+    "ddp": DDPWrapper,
+    "fsdp": "raycross.training.fsdp.FSDPWrapper",
+}
 
 
 def make_wrapper(kind: str, hf_model: nn.Module, **kwargs: Any) -> ParallelWrapper:
@@ -106,8 +107,12 @@ def make_wrapper(kind: str, hf_model: nn.Module, **kwargs: Any) -> ParallelWrapp
     Example:
         >>> make_wrapper("tp", nn.Linear(1, 1))
         Traceback (most recent call last):
-        ValueError: kind: expected one of ['ddp'], found 'tp'
+        ValueError: kind: expected one of ['ddp', 'fsdp'], found 'tp'
     """
     if kind not in WRAPPERS:
         raise ValueError(f"kind: expected one of {sorted(WRAPPERS)}, found {kind!r}")
-    return WRAPPERS[kind](hf_model, **kwargs)
+    factory = WRAPPERS[kind]
+    if isinstance(factory, str):
+        module, _, name = factory.rpartition(".")
+        factory = WRAPPERS[kind] = getattr(importlib.import_module(module), name)
+    return factory(hf_model, **kwargs)

@@ -163,12 +163,26 @@ def model_only_files(checkpoint_dir: str | Path) -> list[Path]:
 
 
 def load_model_weights(hf_model: torch.nn.Module, directory: str | Path) -> None:
-    """Load the weights saved by ``save_pretrained`` in `directory` into `hf_model` (in place, same device).
+    """Load the weights saved by ``save_pretrained`` in `directory` into `hf_model` (in place, same device):
+    a full model, an adapter-only save (adapter + head, into the model's adapter), or an FSDP sharded
+    checkpoint (gathered into the unsharded `hf_model`).
 
     Example:
         >>> load_model_weights(model.hf_model, "out/checkpoint-500")  # doctest: +SKIP
     """
     directory = Path(directory)
+    from raycross import adapters
+    from raycross.training import fsdp
+
+    if fsdp.is_sharded_checkpoint(directory):
+        fsdp.load_full_state(hf_model, directory)
+        return
+    if (directory / adapters.ADAPTER_WEIGHTS).is_file():
+        names = adapters.adapter_names(hf_model)
+        if not names:
+            raise ValueError(f"checkpoint {directory} holds an adapter, but the model has none to load it into")
+        adapters.load_adapter_weights(hf_model, directory, names[0])
+        return
     if (directory / "model.safetensors.index.json").is_file() or (directory / "pytorch_model.bin.index.json").is_file():
         from transformers.modeling_utils import load_sharded_checkpoint
 

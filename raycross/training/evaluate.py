@@ -139,7 +139,7 @@ def _run_evaluator(evaluator: Any, model: Any, workers: Any, shard_eval: bool, o
         result = evaluator(model, output_path=output_path, **kwargs) if workers.rank == 0 else None
         result = workers.broadcast(result)
     if not isinstance(result, dict):
-        result = {getattr(job.evaluator, "primary_metric", None) or "evaluator": float(result)}
+        result = {getattr(evaluator, "primary_metric", None) or "evaluator": float(result)}
     return {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.number))}
 
 

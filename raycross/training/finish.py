@@ -105,7 +105,7 @@ def export_final(trainer: Any, outcome: RunOutcome) -> TrainResult:
     best, best_metric = state.get("best_model_checkpoint"), state.get("best_metric")
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, merge_adapter=args.merge_adapter)
         write_json(tmp / TRAINER_STATE, state)
         write_json(tmp / "train_results.json", {**metrics, "global_step": global_step,
                                                  "best_model_checkpoint": best,

@@ -50,6 +50,7 @@ from raycross.training.checkpoints import (
     rng_file,
     write_json,
 )
+from raycross.training import fsdp
 from raycross.training.evaluate import autocast_for, evaluate_model
 from raycross.training.progress import Progress
 from raycross.training.optim import create_optimizer, create_scheduler
@@ -166,10 +167,12 @@ class TrainingLoop:
                 hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.rt.prepare_model(model, find_unused_parameters=args.ddp_find_unused_parameters)
+        self.rt.prepare_model(model, find_unused_parameters=args.ddp_find_unused_parameters,
+                              parallel_strategy=args.parallel_strategy, bf16=args.bf16)
         for loss in {id(l): l for l in [*self.job.losses.values(), *self.job.eval_losses.values()]}.values():
             loss.to(self.rt.device)
         model.train()
+        self.sharded = fsdp.is_sharded(model.hf_model)
 
     def _setup_data(self) -> None:
         args = self.args
@@ -247,14 +250,19 @@ class TrainingLoop:
                 return
             directory = Path(directory)
             progress = Progress.read(directory)
-            load_model_weights(self.model.hf_model, directory)
             device = self.rt.device
-            if (directory / OPTIMIZER).is_file():
+            if self.sharded:  # any worker count wrote it: DCP reshards model and optimizer state
+                fsdp.load_sharded(directory, self.model.hf_model, self.optimizer, trainable_only=self.model.has_adapter)
+                if (directory / SCHEDULER).is_file():
+                    self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
+            elif (directory / OPTIMIZER).is_file():
+                load_model_weights(self.model.hf_model, directory)
                 self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER, map_location=device, weights_only=False))
                 self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
                 if self.scaler is not None and (directory / SCALER).is_file():
                     self.scaler.load_state_dict(torch.load(directory / SCALER, weights_only=False))
             else:
+                load_model_weights(self.model.hf_model, directory)
                 logger.warning("checkpoint %s has no optimizer state (save_only_model=True): fresh optimizer", directory)
             rng = directory / rng_file(self.rt.rank)
             if rng.is_file():
@@ -363,6 +371,8 @@ class TrainingLoop:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.args.max_grad_norm if self.args.max_grad_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor over the shards
+            grad_norm = grad_norm.full_tensor()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -432,13 +442,16 @@ class TrainingLoop:
         """Evaluation loss per eval dataset + the evaluator; identical metrics on every worker."""
         job, args = self.job, self.args
         started = time.perf_counter()
-        metrics = evaluate_model(
-            self.model, self.eval_shards, job.eval_losses, args.per_device_eval_batch_size, job.evaluator,
-            single_eval=job.single_eval, autocast=self._autocast,
-            quiet_losses=[*job.losses.values(), *job.eval_losses.values()], workers=self.rt,
-            shard_eval=args.shard_eval, output_path=None if self.rt.is_ray else str(Path(args.output_dir) / "eval"),
-            epoch=self.state.epoch, step=self.state.global_step,
-        )
+        # FSDP: every worker gathers the parameters, then evaluates (or waits) without collectives
+        with fsdp.gathered(self.model.hf_model) if self.sharded else nullcontext():
+            metrics = evaluate_model(
+                self.model, self.eval_shards, job.eval_losses, args.per_device_eval_batch_size, job.evaluator,
+                single_eval=job.single_eval, autocast=self._autocast,
+                quiet_losses=[*job.losses.values(), *job.eval_losses.values()], workers=self.rt,
+                shard_eval=args.shard_eval,
+                output_path=None if self.rt.is_ray else str(Path(args.output_dir) / "eval"),
+                epoch=self.state.epoch, step=self.state.global_step,
+            )
         metrics["eval_runtime"] = round(time.perf_counter() - started, 4)
         self.last_eval_metrics = metrics
         self.last_eval_step = self.state.global_step
@@ -484,13 +497,19 @@ class TrainingLoop:
             state.best_model_checkpoint = path
         with self.rt.checkpoint(name, metrics) as directory:
             torch.save(capture_rng(), directory / rng_file(self.rt.rank))
-            if self.is_main:
+            if self.sharded:  # every worker writes its shards (only adapter + head with an adapter)
+                optimizer = None if self.args.save_only_model else self.optimizer
+                fsdp.save_sharded(directory, self.model.hf_model, optimizer, trainable_only=self.model.has_adapter)
+            if self.is_main and self.sharded:
+                torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
+            elif self.is_main:
                 self.model.save_pretrained(directory)
                 if not self.args.save_only_model:
                     torch.save(self.optimizer.state_dict(), directory / OPTIMIZER)
                     torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
                     if self.scaler is not None:
                         torch.save(self.scaler.state_dict(), directory / SCALER)
+            if self.is_main:
                 state.save_to_json(str(directory / TRAINER_STATE))
                 write_json(directory / TRAINING_ARGS, self.args.to_dict())
                 Progress(

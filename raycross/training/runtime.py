@@ -103,7 +103,8 @@ class LocalRuntime(SingleProcess):
         return self.eval_tables[name].select(columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         model.to(self.device)
 
     # ------------------------------------------------------------------ checkpoints
@@ -179,10 +180,17 @@ class RayRuntime:
         return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
-        """Move the model to this worker's device and wrap it for data-parallel training (several workers)."""
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
+        """Move the model to this worker's device and wrap it for data-parallel training: FSDP2 sharding
+        (``parallel_strategy="fsdp"``), else DDP when there are several workers."""
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        if parallel_strategy == "fsdp":
+            from raycross.training.fsdp import shard_model
+
+            shard_model(model, self.device, bf16=bf16)
+            return
         model.to(self.device)
         if self.world_size > 1:
             kwargs = {"find_unused_parameters": True} if find_unused_parameters else {}

@@ -81,6 +81,7 @@ class CrossEncoderTrainer:
             raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
         self.model = model
         self.args = args
+        _prepare_adapter(model, args)
         self.callbacks = list(callbacks or [])
         # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
         self.run_callbacks: list[Any] = []
@@ -302,6 +303,24 @@ class CrossEncoderTrainer:
             single_eval=self.single_eval, quiet_losses=[*self.losses.values(), *self.eval_losses.values()],
             autocast=autocast_for(self.args.bf16, self.args.fp16, self.model.device.type),
         )
+
+
+def _prepare_adapter(model: Any, args: CrossEncoderTrainingArguments) -> None:
+    """Add the LoRA adapter of ``args.lora_config`` (checked here, before any worker starts), or make an
+    existing adapter and its head trainable."""
+    from raycross import adapters
+
+    if args.lora_config is not None:
+        if model.has_adapter:
+            raise ValueError(
+                f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
+                "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
+            )
+        config = adapters.as_lora_config(args.lora_config, "lora_config")
+        adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
+        model.add_adapter(config)
+    elif model.has_adapter:
+        adapters.set_trainable(model.hf_model, True)
 
 
 def _is_ray_dataset(data: Any) -> bool:
