@@ -86,6 +86,88 @@ def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
     raise TypeError(f"pairs[{index}]: expected a (text, text) pair of two strings, found {found}")
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A deprecation notice, logged once per process (sentence-transformers' ``warning_once``)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
+def _legacy_predict_kwargs(method: str, pairs: Any, activation_fn: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """Old keyword names of predict/rank (sentences/inputs, activation_fct, num_workers), as 6.2 maps them."""
+    for old, new in (("sentences", "inputs"), ("activation_fct", "activation_fn")):
+        if old in kwargs:
+            _warn_once(f"The `{old}` argument was renamed and is now deprecated. Please use `{new}` instead.")
+    if "num_workers" in kwargs:
+        kwargs.pop("num_workers")
+        _warn_once(f"The CrossEncoder.{method} `num_workers` argument is deprecated and has no effect. "
+                   "It will be removed in a future version.")
+    inputs = kwargs.pop("inputs", None)
+    sentences = kwargs.pop("sentences", None)
+    activation_fct = kwargs.pop("activation_fct", None)
+    if kwargs:
+        raise TypeError(f"CrossEncoder.{method}() got unexpected keyword arguments {sorted(kwargs)}")
+    if pairs is None:
+        pairs = inputs if inputs is not None else sentences
+    return pairs, activation_fn if activation_fn is not None else activation_fct
+
+
+_INIT_RENAMES = {"model_name": "model_name_or_path", "automodel_args": "model_kwargs", "tokenizer_args": "tokenizer_kwargs",
+                 "processor_kwargs": "tokenizer_kwargs", "config_args": "config_kwargs", "cache_dir": "cache_folder",
+                 "default_activation_function": "activation_fn"}
+
+
+def _legacy_init_kwargs(given: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Map CrossEncoder's old keyword names (and 6.2's ``processor_kwargs``) onto the current ones."""
+    given = dict(given)
+    for old, new in _INIT_RENAMES.items():
+        if old in kwargs:
+            value = kwargs.pop(old)
+            if old != "processor_kwargs":
+                _warn_once(f"The CrossEncoder `{old}` argument was renamed and is now deprecated. "
+                           f"Please use `{new}` instead.")
+            if given.get(new) is None:
+                given[new] = value
+    if "classifier_dropout" in kwargs:
+        dropout = kwargs.pop("classifier_dropout")
+        logger.warning("The CrossEncoder `classifier_dropout` argument is deprecated. Please use "
+                       "`config_kwargs={'classifier_dropout': %s}` instead.", dropout)
+        given["config_kwargs"] = {**(given.get("config_kwargs") or {}), "classifier_dropout": dropout}
+    if kwargs:
+        raise TypeError(f"CrossEncoder() got unexpected keyword arguments {sorted(kwargs)}")
+    return given
+
+
+def _normalize_pairs(pairs: Any) -> tuple[list[Any], bool]:
+    """(list of pairs, whether a single pair was given): lists/tuples of pairs, one pair, numpy arrays."""
+    if pairs is None:
+        raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found None")
+    if isinstance(pairs, (str, bytes)):
+        raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
+    if isinstance(pairs, np.ndarray):
+        if pairs.size and pairs.dtype.kind not in ("U", "O", "S"):
+            raise TypeError(f"pairs: expected an array of strings, found dtype {pairs.dtype}")
+        if pairs.ndim == 1 and pairs.size:
+            return [tuple(pairs.tolist())], True
+        return [tuple(row) for row in pairs.tolist()], False
+    pairs = list(pairs)
+    if len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+        return [tuple(pairs)], True
+    return pairs, False
+
+
+def _convert_scores(scores: Tensor, single: bool, convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
+    if convert_to_tensor:
+        return scores[0] if single else scores
+    if convert_to_numpy:
+        array = scores.float().numpy()
+        return array[0] if single else array
+    return scores[0] if single else list(scores)
+
+
 class CrossEncoder(nn.Module):
     """A cross-encoder: scores (text_a, text_b) pairs jointly with a transformer and a classification head.
 
@@ -111,7 +193,7 @@ class CrossEncoder(nn.Module):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike,
+        model_name_or_path: str | os.PathLike | None = None,
         num_labels: int | None = None,
         max_length: int | None = None,
         activation_fn: Callable | None = None,
@@ -125,10 +207,19 @@ class CrossEncoder(nn.Module):
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         model_card_data: CrossEncoderModelCardData | dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
         self._parallel: ParallelWrapper | None = None  # see wrap_for_training
         self._parallel_bypass = False
+        if kwargs:  # old keyword names, mapped as sentence-transformers 6.2 maps them
+            given = {"model_name_or_path": model_name_or_path, "activation_fn": activation_fn,
+                     "model_kwargs": model_kwargs, "tokenizer_kwargs": tokenizer_kwargs,
+                     "config_kwargs": config_kwargs, "cache_folder": cache_folder}
+            given = _legacy_init_kwargs(given, kwargs)
+            model_name_or_path, activation_fn = given["model_name_or_path"], given["activation_fn"]
+            model_kwargs, tokenizer_kwargs = given["model_kwargs"], given["tokenizer_kwargs"]
+            config_kwargs, cache_folder = given["config_kwargs"], given["cache_folder"]
         if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
             raise ValueError(f"num_labels must be an integer >= 1 or None, found {num_labels!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
@@ -191,7 +282,7 @@ class CrossEncoder(nn.Module):
         if adapter_dir is not None:
             local_dir = adapter_dir
 
-        self.max_length = max_length or self._default_max_length(local_dir)
+        self.max_length = max_length or self._default_max_length(local_dir)  # kept on the tokenizer
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
 
         if device is None:
@@ -319,6 +410,51 @@ class CrossEncoder(nn.Module):
     def default_activation_fn(self) -> nn.Module:
         """Sigmoid for a 1-label model, Identity otherwise."""
         return nn.Sigmoid() if self.num_labels == 1 else nn.Identity()
+
+    @property
+    def max_length(self) -> int:
+        """Maximum tokens per pair; lives on the tokenizer (``tokenizer.model_max_length``), so setting
+        either one changes both, as in sentence-transformers."""
+        return int(self.tokenizer.model_max_length)
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_length must be an integer >= 1, found {value!r}")
+        self.tokenizer.model_max_length = value
+
+    max_seq_length = max_length  # the sentence-transformers 6.2 name
+
+    @property
+    def default_activation_function(self) -> Callable:
+        """Deprecated name of :attr:`activation_fn` (sentence-transformers < 4)."""
+        warnings.warn("The `default_activation_function` property was renamed and is now deprecated. "
+                      "Please use `activation_fn` instead.", DeprecationWarning, stacklevel=2)
+        return self.activation_fn
+
+    def get_default_activation_fn(self) -> nn.Module:
+        """The activation stored with the model, else :meth:`default_activation_fn` (6.2 name)."""
+        local_dir = Path(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
+        return self._stored_activation_fn(local_dir) or self.default_activation_fn()
+
+    # ------------------------------------------------------------------ multi-process scoring
+    def start_multi_process_pool(self, target_devices: list[str] | None = None, backend: str = "process") -> dict[str, Any]:
+        """Start scoring processes (or Ray actors with ``backend="ray"``), one per device; pass the pool
+        to ``predict(..., pool=pool)`` / ``rank``; end it with :meth:`stop_multi_process_pool`.
+
+        Example:
+            >>> pool = model.start_multi_process_pool(["cpu", "cpu"])  # doctest: +SKIP
+        """
+        from raycross.multiprocess import start_pool
+
+        return start_pool(self, target_devices, backend)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
+        """Stop the processes of a pool from :meth:`start_multi_process_pool`."""
+        from raycross.multiprocess import stop_pool
+
+        stop_pool(pool)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Keep activation_fn a plain attribute so it is not part of the state dict.
@@ -463,30 +599,36 @@ class CrossEncoder(nn.Module):
     # ------------------------------------------------------------------ inference
     def predict(
         self,
-        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str],
+        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str] | np.ndarray | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
         apply_softmax: bool = False,
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: str | list[str] | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | Tensor | list[Tensor] | float:
         """Score pairs. Batches are sorted by length for speed; results come back in input order.
 
         Returns an array of shape (n,) for a 1-label model or (n, num_labels); a single pair gives a
         scalar (or a vector). Logits are cast to fp32 before the activation.
 
+        Inputs as in sentence-transformers 6.2: a list of pairs (tuples or lists), a single pair, or a
+        numpy array of strings (2-D: one pair per row; 1-D: one pair). ``device=["cuda:0", "cuda:1"]`` or
+        ``pool=model.start_multi_process_pool(...)`` scores in several processes (:mod:`raycross.multiprocess`).
+        The old keywords ``sentences`` / ``inputs``, ``activation_fct`` and ``num_workers`` still work, with a
+        deprecation warning.
+
         Example:
             >>> scores = model.predict([("q", "relevant doc"), ("q", "other doc")])  # doctest: +SKIP
         """
+        pairs, activation_fn = _legacy_predict_kwargs("predict", pairs, activation_fn, kwargs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
-        if isinstance(pairs, (str, bytes)):
-            raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
-        pairs = list(pairs)
-        single = len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
-        if single:
-            pairs = [tuple(pairs)]
+        pairs, single = _normalize_pairs(pairs)
         pairs = [_validate_pair(p, i) for i, p in enumerate(pairs)]
         if any(isinstance(p, str) for p in pairs):
             bad = next(i for i, p in enumerate(pairs) if isinstance(p, str))
@@ -495,6 +637,14 @@ class CrossEncoder(nn.Module):
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
 
+        if pool is not None or (isinstance(device, list) and device):
+            from raycross.multiprocess import score_with_pool
+
+            restored = score_with_pool(self, pairs, pool, device if isinstance(device, list) else None, chunk_size,
+                                       batch_size, activation_fn, apply_softmax) if pairs else torch.empty(0)
+            return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
+        if isinstance(device, (str, torch.device)):
+            self.to(device)
         if not pairs:
             shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
             empty = torch.empty(shape, dtype=torch.float32)
@@ -535,12 +685,7 @@ class CrossEncoder(nn.Module):
         stacked = torch.cat(scores)
         restored = torch.empty_like(stacked)
         restored[torch.as_tensor(order)] = stacked
-        if convert_to_tensor:
-            return restored[0] if single else restored
-        if convert_to_numpy:
-            array = restored.numpy()
-            return array[0] if single else array
-        return restored[0] if single else list(restored)
+        return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
 
     def rank(
         self,
@@ -551,9 +696,10 @@ class CrossEncoder(nn.Module):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
-        apply_softmax: bool = False,
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
+        device: str | list[str] | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Rank documents for a query: ``[{"corpus_id": i, "score": s, ("text": doc)}]``, best first.
 
@@ -564,6 +710,12 @@ class CrossEncoder(nn.Module):
             >>> model.rank("what is ray?", ["Ray scales Python.", "A ray of light."], top_k=1)  # doctest: +SKIP
             [{'corpus_id': 0, 'score': 0.97}]
         """
+        for name in ("convert_to_numpy", "convert_to_tensor", "apply_softmax"):  # as sentence-transformers 6.2
+            if name in kwargs:
+                kwargs.pop(name)
+                _warn_once(f"The CrossEncoder.rank `{name}` argument is deprecated and has no effect, as `rank` "
+                           "always returns Python floats. It will be removed in a future version.")
+        _, activation_fn = _legacy_predict_kwargs("rank", None, activation_fn, kwargs)
         if self.num_labels != 1:
             raise ValueError(f"rank needs a model with num_labels=1 (one relevance score), this model has {self.num_labels}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
@@ -587,7 +739,8 @@ class CrossEncoder(nn.Module):
             )
         pairs = [(q, d) for q, docs in zip(queries, docs_per_query) for d in docs]
         scores = self.predict(pairs, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                              activation_fn=activation_fn, apply_softmax=apply_softmax, convert_to_numpy=True)
+                              activation_fn=activation_fn, convert_to_numpy=True, device=device, pool=pool,
+                              chunk_size=chunk_size)
         rankings, offset = [], 0
         for docs in docs_per_query:
             query_scores = scores[offset : offset + len(docs)]
@@ -730,7 +883,6 @@ class CrossEncoder(nn.Module):
                                      safe_serialization=safe_serialization)
         else:
             hf_model.save_pretrained(path, safe_serialization=safe_serialization)
-        self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(path)
         import transformers
 

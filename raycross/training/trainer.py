@@ -91,6 +91,10 @@ class CrossEncoderTrainer:
             evaluator = SequentialEvaluator(evaluator)
         self.evaluator = evaluator
 
+        from raycross.data.iterable import check_not_iterable
+
+        check_not_iterable(train_dataset, "train_dataset")
+        check_not_iterable(eval_dataset, "eval_dataset")
         train_named, self.single_train = as_named(train_dataset, "train")
         eval_named, self.single_eval = as_named(eval_dataset, "eval")
         if not train_named:
