@@ -30,37 +30,40 @@ def transformer_logits(hf_model: nn.Module, features: Mapping[str, Tensor], unpa
     return hf_model(**features, return_dict=True).logits
 
 
-class PairLogits(nn.Module):
-    """The module a parallel wrapper wraps: ``forward(unpad, **features)`` -> logits of the transformer.
+ScoreFn = Callable[[nn.Module, Mapping[str, Tensor]], Tensor]
 
-    Both forwards (padded and padding-free) run inside the wrapper's own ``forward``, so its hooks (DDP's
-    gradient all-reduce, FSDP's all-gathers) see every training pass.
+
+class PairScores(nn.Module):
+    """The module a parallel wrapper wraps: ``forward(fn, **features)`` -> ``fn(transformer, features)``.
+
+    Every scoring function of the model (padded, padding-free, causal true/false-token scores) runs inside
+    the wrapper's own ``forward``, so its hooks (DDP's gradient all-reduce) see every training pass.
     """
 
     def __init__(self, hf_model: nn.Module) -> None:
         super().__init__()
         self.hf_model = hf_model
 
-    def forward(self, unpad: bool = False, **features: Tensor) -> Tensor:
-        return transformer_logits(self.hf_model, features, unpad)
+    def forward(self, fn: ScoreFn, **features: Tensor) -> Tensor:
+        return fn(self.hf_model, features)
 
 
 class ParallelWrapper:
     """One parallel strategy around a transformer. Subclasses set ``kind`` and build ``self.module``.
 
     Attributes:
-        module: what training forward passes call as ``module(unpad=..., **features)``.
+        module: the parallel module training forward passes go through.
     """
 
     kind: str = ""
 
     def __init__(self, hf_model: nn.Module, **kwargs: Any) -> None:
         self.hf_model = hf_model
-        self.module: nn.Module = PairLogits(hf_model)
+        self.module: nn.Module = PairScores(hf_model)
 
-    def logits(self, features: Mapping[str, Tensor], unpad: bool) -> Tensor:
-        """A training forward pass (with gradients) through the parallel module."""
-        return self.module(unpad=unpad, **features)
+    def run(self, fn: ScoreFn, features: Mapping[str, Tensor]) -> Tensor:
+        """A training forward pass (with gradients): ``fn(transformer, features)`` inside the parallel module."""
+        return self.module(fn, **features)
 
     def gradient_sync(self, enabled: bool) -> contextlib.AbstractContextManager:
         """A context in which backward passes sync gradients across workers (``enabled``) or only accumulate."""
@@ -87,7 +90,7 @@ class DDPWrapper(ParallelWrapper):
         device = next(hf_model.parameters()).device
         if device.type == "cuda":
             kwargs = {"device_ids": [device], "output_device": device, **kwargs}
-        self.module = nn.parallel.DistributedDataParallel(PairLogits(hf_model), **kwargs)
+        self.module = nn.parallel.DistributedDataParallel(PairScores(hf_model), **kwargs)
 
     def gradient_sync(self, enabled: bool) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext() if enabled else self.module.no_sync()

@@ -18,6 +18,7 @@ Example (inside a worker, after ``torch.distributed`` is initialized):
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from raycross.parallel import ParallelWrapper, transformer_logits
+from raycross.parallel import ParallelWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ class FSDPWrapper(ParallelWrapper):
         self._sync = True
         _shard(hf_model, bf16, reshard_after_forward)
 
-    def logits(self, features: Any, unpad: bool) -> torch.Tensor:
-        return transformer_logits(self.hf_model, features, unpad=False)
+    def run(self, fn: Any, features: Any) -> torch.Tensor:
+        return fn(self.hf_model, features)  # sharded in place: the root's hooks gather (no padding-free path)
 
     @contextmanager
     def gradient_sync(self, enabled: bool) -> Iterator[None]:
@@ -244,7 +245,9 @@ def load_full_state(hf_model: nn.Module, directory: str | Path) -> None:
     if missing:
         raise ValueError(f"sharded checkpoint {directory} does not match the model: unexpected {missing[:5]}")
     state = {"model": {k: v for k, v in current.items() if k in saved}}
-    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.filterwarnings("ignore", message=".*load in a single process.*")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
     hf_model.load_state_dict(state["model"], strict=False)
 
 
