@@ -115,10 +115,15 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--model-dir", default="/tmp/bench-causal-model")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: torch's default)")
     parser.add_argument("--worker", choices=["raycross", "st"], help=argparse.SUPPRESS)
     cli = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if cli.threads:
+        import torch
+
+        torch.set_num_threads(cli.threads)
     if cli.worker:  # one training measurement in a fresh process
         run = train_raycross if cli.worker == "raycross" else train_sentence_transformers
         print("RESULT " + json.dumps(run(cli.model_dir, cli.steps, cli.batch_size, cli.skip)), flush=True)
@@ -140,7 +145,7 @@ def main() -> None:
         order = ("raycross", "st") if round_ % 2 == 0 else ("st", "raycross")  # a load trend favours neither
         for worker in order:
             command = [sys.executable, __file__, "--worker", worker, "--steps", str(cli.steps), "--skip", str(cli.skip),
-                       "--batch-size", str(cli.batch_size), "--model-dir", cli.model_dir]
+                       "--batch-size", str(cli.batch_size), "--model-dir", cli.model_dir, "--threads", str(cli.threads)]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
             train[worker].append(result)

@@ -53,9 +53,13 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--eval-queries", type=int, default=1000)
     parser.add_argument("--output", default="/tmp/causal-wordnet")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     cli = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(cli.threads)
 
     from benchmarks.train_wordnet import rerank_samples
     from raycross import CrossEncoder
@@ -86,7 +90,7 @@ def main() -> None:
     trained = evaluator(model)
     model.save_pretrained(output / "final")
     report = {"model": f"Qwen3 {cli.layers} layers, hidden {cli.hidden}, BPE vocab {len(model.tokenizer)}",
-              "steps": cli.steps, "batch_size": cli.batch_size, "lr": cli.lr, "train_seconds": round(seconds, 1),
+              "steps": cli.steps, "batch_size": cli.batch_size, "lr": cli.lr, "torch_threads": cli.threads, "train_seconds": round(seconds, 1),
               "eval_queries": len(samples), "untrained": untrained, "trained": trained,
               "load_average": os.getloadavg()}
     print("RESULT " + json.dumps(report), flush=True)

@@ -34,6 +34,7 @@ from raycross.training.validation import (
     check_batching,
     check_best_metric,
     check_dataset_against_loss,
+    check_prompts,
     check_resources,
     check_strategies,
     resolve_losses,
@@ -111,6 +112,7 @@ class CrossEncoderTrainer:
         for name, spec in self.eval_specs.items():
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
         check_strategies(args, bool(eval_named), evaluator is not None)
+        check_prompts(args, list(train_named), list(eval_named), self.single_train)
         self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
         self.location = RunLocation.from_args(args)
         if self.location.is_remote and args.num_workers == 0:

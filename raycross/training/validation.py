@@ -242,6 +242,20 @@ def check_best_metric(args: CrossEncoderTrainingArguments, evaluator: Any, eval_
     return metric
 
 
+def check_prompts(args: CrossEncoderTrainingArguments, train_names: list[str], eval_names: list[str],
+                  single_train: bool) -> None:
+    """A per-dataset ``prompts`` dict must name datasets (and needs datasets given as a dict)."""
+    if not isinstance(args.prompts, dict):
+        return
+    if single_train and not eval_names:
+        raise ValueError("prompts: a dict of dataset name -> prompt needs train_dataset as a dict of named datasets; "
+                         "for one dataset give a single prompt string")
+    names = sorted(set(train_names) | set(eval_names))
+    unknown = sorted(set(args.prompts) - set(names))
+    if unknown:
+        raise ValueError(f"prompts: {unknown} are not dataset names; the datasets are {names}")
+
+
 def check_strategies(args: CrossEncoderTrainingArguments, has_eval_data: bool, has_evaluator: bool) -> None:
     if args.eval_strategy is not IntervalStrategy.NO and not (has_eval_data or has_evaluator):
         raise ValueError(
