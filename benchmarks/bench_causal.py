@@ -20,40 +20,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from transformers import TrainerCallback  # noqa: E402
-
+from benchmarks.bench_training import StepClock, _rate, _rows  # noqa: E402  (the same clock, rate and rows)
 from benchmarks.common import machine_report, wordnet_pairs  # noqa: E402
-
-
-class StepClock(TrainerCallback):
-    """on_step_end timestamps."""
-
-    def __init__(self) -> None:
-        self.times: dict[int, float] = {}
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times[state.global_step] = time.perf_counter()
-
-
-def _rows(n: int) -> dict[str, list]:
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from benchmarks.causal_wordnet import DATA
-
-    table = pq.read_table(DATA / "train-pairs.parquet")
-    return table.take(np.random.default_rng(0).permutation(table.num_rows)[:n]).to_pydict()
-
-
-def _rate(clock: StepClock, steps: int, batch_size: int, skip: int) -> dict:
-    elapsed = clock.times[steps] - clock.times[skip]
-    return {"samples_per_second": (steps - skip) * batch_size / elapsed, "seconds": elapsed, "load": os.getloadavg()[0]}
 
 
 def train_raycross(model_dir: str, steps: int, batch_size: int, skip: int) -> dict:
