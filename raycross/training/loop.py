@@ -5,10 +5,11 @@ One optimizer step, top to bottom (:meth:`TrainingLoop.train`):
 
 1. the epoch's plan: which dataset each micro-batch comes from (:func:`dataset_schedule`, seeded, equal on
    all workers) and that dataset's batches of row indices (:func:`fixed_epoch_batches`, per shard);
-2. a background thread gathers the texts and labels of the next batches and tokenizes them ahead
-   (:class:`BatchStream`, :class:`TokenCache`);
-3. ``loss(inputs, labels)`` under autocast, divided by the accumulation count, ``backward`` (DDP
-   synchronizes gradients on the last micro-batch of the group only);
+2. a background thread gathers the texts and labels of the next batches, asks each batch's loss which
+   pairs it scores (``loss.plan(inputs)``) and tokenizes exactly those ahead (:class:`BatchStream`);
+3. ``loss(batch.plan, labels)`` under autocast, divided by the accumulation count, ``backward`` inside
+   ``model.gradient_sync(last micro-batch of the group)`` (the model's parallel wrapper, DDP, syncs
+   gradients on the group's last micro-batch only);
 4. unscale (fp16), clip (grad norm), ``optimizer.step``, ``scheduler.step``, ``zero_grad``;
 5. callbacks, then logging / evaluation / checkpointing on schedule (:meth:`TrainingLoop._after_step`).
 
@@ -33,7 +34,7 @@ from torch import nn
 from transformers import TrainerControl, TrainerState
 
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
-from raycross.training.batches import Batch, BatchStream, TokenCache, epoch_step_plan
+from raycross.training.batches import Batch, BatchStream, batch_seed, epoch_step_plan
 from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback, TensorBoardCallback
 from raycross.training.checkpoints import (
     CHECKPOINT_SCORE,
@@ -60,6 +61,7 @@ from raycross.training.samplers import (
     steps_per_epoch,
     updates_per_epoch,
 )
+from raycross.training.streaming import WindowedBatches, nominal_batches
 from raycross.training.tables import Shard
 from raycross.training.validation import DatasetSpec
 
@@ -82,6 +84,7 @@ class TrainJob:
     metric_key: str | None = None
     show_progress: bool = True
     resume_from: str | None = None
+    streamed: dict[str, int] = field(default_factory=dict)  # streamed training datasets: name -> total rows
 
 
 @dataclass
@@ -171,7 +174,6 @@ class TrainingLoop:
         for loss in {id(l): l for l in [*self.job.losses.values(), *self.job.eval_losses.values()]}.values():
             loss.to(self.rt.device)
         model.train()
-        self.ddp = model.model is not model.hf_model
         self.sharded = fsdp.is_sharded(model.hf_model)
 
     def _setup_data(self) -> None:
@@ -179,7 +181,12 @@ class TrainingLoop:
         self.names = list(self.job.train_specs)
         self.shards: dict[str, Shard] = {}
         self.samplers: dict[str, ShardSampler] = {}
+        self.streams: dict[str, WindowedBatches] = {}
+        natural: dict[str, int] = {}
         for index, (name, spec) in enumerate(self.job.train_specs.items()):
+            if name in self.job.streamed:
+                self.streams[name], natural[name] = self._stream(index, name, spec)
+                continue
             shard = Shard(self.rt.train_table(name, spec.columns), spec.input_columns, spec.label_column)
             if shard.num_rows == 0:
                 raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
@@ -192,7 +199,9 @@ class TrainingLoop:
                 stream=(index, self.rt.rank), lengths=shard.text_lengths() if args.group_by_length else None,
             )
         # every worker takes the same number of batches of each dataset per epoch: no hang on uneven shards
-        self.num_batches = [self.rt.all_reduce_min(self.samplers[n].natural_num_batches()) for n in self.names]
+        for name, sampler in self.samplers.items():
+            natural[name] = sampler.natural_num_batches()
+        self.num_batches = [self.rt.all_reduce_min(natural[n]) for n in self.names]
         for name, count in zip(self.names, self.num_batches):
             if count < 1:
                 raise ValueError(f"train_dataset {name!r}: a worker's shard yields no batch with the chosen sampler")
@@ -201,6 +210,47 @@ class TrainingLoop:
             for name, spec in self.job.eval_specs.items():
                 table = self.rt.eval_table(name, spec.columns)
                 self.eval_shards[name] = Shard(table, spec.input_columns, spec.label_column)
+
+    def _stream(self, index: int, name: str, spec: DatasetSpec) -> tuple[WindowedBatches, int]:
+        """A streamed dataset of this worker: blocks through a window; its promised batches per epoch."""
+        args = self.args
+        total = self.job.streamed[name]
+        rows = total // self.rt.world_size if self.rt.is_ray else total
+        if rows == 0:
+            raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
+        block_rows = max(args.per_device_train_batch_size, min(8192, args.streaming_window // 4))
+        blocks = self.rt.train_blocks(name, spec.columns, total, block_rows, args.seed)
+        stream = WindowedBatches(
+            blocks, spec.input_columns, spec.label_column, args.batch_sampler, args.per_device_train_batch_size,
+            args.seed, window_rows=args.streaming_window, drop_last=args.dataloader_drop_last,
+            group_by_length=args.group_by_length, stream=(index, self.rt.rank),
+        )
+        return stream, nominal_batches(args.batch_sampler, rows, args.per_device_train_batch_size,
+                                       args.dataloader_drop_last)
+
+    def _data_state(self) -> dict[str, Any] | None:
+        """Where the streamed datasets stand (recorded with a checkpoint; resume replays up to there)."""
+        if not self.streams:
+            return None
+        epoch, micro = self.position
+        schedule = dataset_schedule(self.args.multi_dataset_batch_sampler, self.num_batches, self.args.seed, epoch)
+        done = np.bincount(schedule[:micro], minlength=len(self.names))
+        return {
+            "epoch": epoch, "streaming_window": self.args.streaming_window, "world_size": self.rt.world_size,
+            "batches_done": {n: int(done[i]) for i, n in enumerate(self.names) if n in self.streams},
+            "batches_per_epoch": {n: int(self.num_batches[i]) for i, n in enumerate(self.names) if n in self.streams},
+        }
+
+    def _check_data_state(self, state: dict[str, Any] | None) -> None:
+        if not self.streams or not state:
+            return
+        now = {"streaming_window": self.args.streaming_window, "world_size": self.rt.world_size,
+               "batches_per_epoch": {n: int(self.num_batches[i]) for i, n in enumerate(self.names) if n in self.streams}}
+        changed = {k: (state.get(k), v) for k, v in now.items() if state.get(k) != v}
+        if changed and self.is_main:
+            logger.warning("resuming streamed data with other settings than the checkpoint's (%s): the epoch continues "
+                           "at the same batch count, but its rows are not the ones the interrupted run would have seen",
+                           ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()))
 
     def _setup_schedule(self) -> None:
         args = self.args
@@ -285,6 +335,7 @@ class TrainingLoop:
             self.last_save_step = self.state.global_step
             self.last_checkpoint = progress.path
             self.finished = progress.finished or self.state.global_step >= self.max_steps
+            self._check_data_state(progress.data_state)
             if self.is_main:
                 logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
                             self.state.global_step, *self.position)
@@ -292,90 +343,92 @@ class TrainingLoop:
     # ------------------------------------------------------------------ the loop
     def train(self) -> LoopOutput:
         args, state = self.args, self.state
-        cache = TokenCache(self.model)
-        cache.install()
         self.clock = _Throughput(time.perf_counter())
         started = time.perf_counter()
         start_step = state.global_step
         self.control = self.handler.call("on_train_begin", args, state, self.control, model=self.model)
-        try:
-            stop = self.finished
-            epoch = self.position[0]
-            while not stop and epoch < self.num_epochs:
-                stop = self._train_epoch(epoch, cache)
-                epoch += 1
-            metrics = self._finish(time.perf_counter() - started, state.global_step - start_step)
-        finally:
-            cache.uninstall()
+        stop = self.finished
+        epoch = self.position[0]
+        while not stop and epoch < self.num_epochs:
+            stop = self._train_epoch(epoch)
+            epoch += 1
+        metrics = self._finish(time.perf_counter() - started, state.global_step - start_step)
         self.control = self.handler.call("on_train_end", args, state, self.control, model=self.model)
         return LoopOutput(state=state, last_checkpoint=self.last_checkpoint, metrics=metrics)
 
-    def _train_epoch(self, epoch: int, cache: TokenCache) -> bool:
+    def _train_epoch(self, epoch: int) -> bool:
         """One epoch (or its rest after a resume); True when training must stop."""
         args, state = self.args, self.state
         accumulation = args.gradient_accumulation_steps
         schedule = dataset_schedule(args.multi_dataset_batch_sampler, self.num_batches, args.seed, epoch)
-        plan = epoch_step_plan(schedule, self.names)
+        step_plan = epoch_step_plan(schedule, self.names)
         batches = {name: fixed_epoch_batches(self.samplers[name], epoch, count)
-                   for name, count in zip(self.names, self.num_batches)}
+                   for name, count in zip(self.names, self.num_batches) if name not in self.streams}
         start = self.position[1] if epoch == self.position[0] else 0
+        skipped = np.bincount(schedule[:start], minlength=len(self.names))
+        streamed = {name: self.streams[name].epoch(epoch, count, skip=int(skipped[d]))
+                    for d, (name, count) in enumerate(zip(self.names, self.num_batches)) if name in self.streams}
         remaining_updates = self.max_steps - state.global_step
-        stop_at = min(len(plan), start + remaining_updates * accumulation)
+        stop_at = min(len(step_plan), start + remaining_updates * accumulation)
 
         def make_batch(i: int) -> Batch:
-            name, j = plan[i]
+            name, j = step_plan[i]
+            seed = batch_seed(args.seed, epoch, i, self.rt.rank)
+            if name in streamed:  # the next batch of the stream (steps are built in order)
+                inputs, labels, rows = next(streamed[name])
+                return Batch(name, inputs, labels, rows, seed=seed)
             rows = batches[name][j]
             inputs, labels = self.shards[name].batch(rows)
-            return Batch(name, inputs, labels, len(rows))
+            return Batch(name, inputs, labels, len(rows), seed=seed)
 
         if start == 0:
             self.control = self.handler.call("on_epoch_begin", args, state, self.control, model=self.model)
         stream = BatchStream(range(start, stop_at), make_batch, self.model, self.job.losses, args.prefetch_batches)
         step_loss = torch.zeros((), device=self.rt.device)
         components: dict[str, torch.Tensor] = {}
+        tokens = 0
         stop = False
         for i, batch in zip(range(start, stop_at), stream):
             group_start = (i // accumulation) * accumulation
-            group_size = min(accumulation, len(plan) - group_start)
+            group_size = min(accumulation, len(step_plan) - group_start)
             last_in_group = i == group_start + group_size - 1
             if i == group_start:
                 self.control = self.handler.call("on_step_begin", args, state, self.control, model=self.model)
 
-            # forward + backward of one micro-batch (DDP all-reduces gradients on the group's last one)
-            cache.start_step(batch.features)
-            sync = nullcontext() if (last_in_group or not self.ddp) else self.model.model.no_sync()
-            if self.sharded:
-                fsdp.set_gradient_sync(self.model.hf_model, last_in_group)
-            with sync:
+            # forward + backward of one micro-batch: the loss scores its plan, tokenized ahead; gradients
+            # are synced across workers on the group's last micro-batch only
+            with self.model.gradient_sync(last_in_group):
                 with self._autocast():
-                    out = self.job.losses[batch.dataset](batch.inputs, batch.labels)
+                    out = self.job.losses[batch.dataset](batch.loss_inputs, batch.labels)
                 loss = _total(out)
                 scaled = loss / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            cache.end_step()
             step_loss += loss.detach() / group_size
             if isinstance(out, dict):
                 for key, value in out.items():
                     components[key] = components.get(key, 0.0) + value.detach().float() / group_size
             self.clock.samples += batch.num_rows
+            tokens += batch.num_tokens
             if not last_in_group:
                 continue
 
             grad_norm = self._optimizer_step()
             state.global_step += 1
-            state.epoch = epoch + (i + 1) / len(plan)
-            state.num_input_tokens_seen += cache.tokens
-            self.clock.tokens += cache.tokens
-            cache.tokens = 0
+            state.epoch = epoch + (i + 1) / len(step_plan)
+            state.num_input_tokens_seen += tokens
+            self.clock.tokens += tokens
+            tokens = 0
             self.clock.add_step(step_loss, grad_norm, components)
             step_loss = torch.zeros((), device=self.rt.device)
             components = {}
-            self.position = (epoch, i + 1) if i + 1 < len(plan) else (epoch + 1, 0)
+            self.position = (epoch, i + 1) if i + 1 < len(step_plan) else (epoch + 1, 0)
             self.control = self.handler.call("on_step_end", args, state, self.control, model=self.model)
-            stop = self._after_step(epoch_end=i + 1 == len(plan))
+            stop = self._after_step(epoch_end=i + 1 == len(step_plan))
             if stop:
                 break
         stream.close()
+        for iterator in streamed.values():
+            iterator.close()
         return stop or state.global_step >= self.max_steps
 
     def _autocast(self) -> Any:
@@ -531,7 +584,7 @@ class TrainingLoop:
                     epoch=self.position[0], micro_step=self.position[1], metrics=metrics,
                     eval_metrics=self.last_eval_metrics, last_eval_step=self.last_eval_step,
                     finished=state.global_step >= self.max_steps, world_size=self.rt.world_size,
-                    max_steps=self.max_steps, path=path,
+                    max_steps=self.max_steps, path=path, data_state=self._data_state(),
                 ).write(directory)
         self.last_checkpoint = self.rt.last_checkpoint or path
         self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,
