@@ -261,6 +261,17 @@ def check_prompts(args: CrossEncoderTrainingArguments, train_names: list[str], e
         raise ValueError(f"prompts: {unknown} are not dataset names; the datasets are {names}")
 
 
+def check_losses_take_prompts(prompts: Any, losses: Mapping[str, Any]) -> None:
+    """Every loss of a dataset with a training prompt must be able to apply it (before any worker starts)."""
+    from raycross.losses._plan import check_takes_prompt
+    from raycross.prompts import dataset_prompt
+
+    for name, loss in losses.items():
+        prompt = dataset_prompt(prompts, name)
+        if prompt is not None:
+            check_takes_prompt(loss, prompt)
+
+
 def check_strategies(args: CrossEncoderTrainingArguments, has_eval_data: bool, has_evaluator: bool) -> None:
     if args.eval_strategy is not IntervalStrategy.NO and not (has_eval_data or has_evaluator):
         raise ValueError(

@@ -116,3 +116,54 @@ def test_cached_mnrl_trains_in_the_trainer(tmp_path, tiny_causal_path):
     result = CrossEncoderTrainer(model, args_for(tmp_path, logging_steps=1), train_dataset=rows, loss=loss).train()
     assert result.global_step == 3
     assert all(math.isfinite(e["loss"]) for e in result.log_history if "loss" in e)
+
+
+def test_training_prompts_reach_the_tokenization_per_dataset(tmp_path, tiny_causal_path):
+    train, _ = tiny_rerank_task(seed=6, n_train=64)
+    halves = {"a": {k: v[:32] for k, v in train.items()}, "b": {k: v[32:] for k, v in train.items()}}
+    prefixed = {"a": {**halves["a"], "a": ["Query: " + q for q in halves["a"]["a"]]}, "b": halves["b"]}
+    eval_rows = {k: v[:16] for k, v in train.items()}
+    results = []
+    for data, prompts, eval_prompted in ((halves, {"a": "Query: "}, {"a": "Query: "}),
+                                         (prefixed, None, None)):
+        model = CrossEncoder(str(tiny_causal_path), device="cpu")
+        losses = {"a": BinaryCrossEntropyLoss(model), "b": BinaryCrossEntropyLoss(model)}
+        eval_data = {"a": eval_rows if eval_prompted else {**eval_rows, "a": ["Query: " + q for q in eval_rows["a"]]}}
+        args = args_for(tmp_path / str(len(results)), per_device_train_batch_size=8, prompts=prompts,
+                        multi_dataset_batch_sampler="round_robin", eval_strategy="epoch", logging_steps=1)
+        result = CrossEncoderTrainer(model, args, train_dataset=data, eval_dataset=eval_data, loss=losses).train()
+        results.append((result, model))
+    (with_prompts, model_p), (by_hand, model_h) = results
+    assert with_prompts.global_step == by_hand.global_step == 8
+    losses_p = [e["loss"] for e in with_prompts.log_history if "loss" in e]
+    losses_h = [e["loss"] for e in by_hand.log_history if "loss" in e]
+    assert losses_p == pytest.approx(losses_h, abs=1e-6)  # the prompt reached exactly the "a" batches
+    evals = [[e["eval_loss"] for e in r.log_history if "eval_loss" in e] for r, _ in results]
+    assert evals[0] == pytest.approx(evals[1], abs=1e-6)
+    for name, tensor in model_h.hf_model.state_dict().items():
+        torch.testing.assert_close(model_p.hf_model.state_dict()[name], tensor, atol=1e-6, rtol=0)
+
+
+def test_training_prompt_errors(tmp_path, tiny_causal_path):
+    with pytest.raises(ValueError, match="prompts\\['a'\\]: cross-encoder prompts cannot be per column"):
+        args_for(tmp_path, prompts={"a": {"query": "Q: "}})
+    assert args_for(tmp_path, prompts='{"a": "Q: "}').prompts == {"a": "Q: "}  # JSON, as in the CLI
+    model = CrossEncoder(str(tiny_causal_path), device="cpu")
+    train, _ = tiny_rerank_task(seed=7, n_train=16)
+    with pytest.raises(ValueError, match="prompts: \\['c'\\] are not dataset names; the datasets are \\['a', 'b'\\]"):
+        CrossEncoderTrainer(model, args_for(tmp_path, prompts={"c": "Q: "}), train_dataset={"a": train, "b": train},
+                            loss=BinaryCrossEntropyLoss(model))
+    with pytest.raises(ValueError, match="needs train_dataset as a dict"):
+        CrossEncoderTrainer(model, args_for(tmp_path, prompts={"a": "Q: "}), train_dataset=train,
+                            loss=BinaryCrossEntropyLoss(model))
+
+    class NoPromptLoss(nn.Module):  # a custom loss that tokenizes by itself and cannot take a prompt
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, inputs, labels):
+            return self.model(self.model.preprocess(list(zip(*inputs)))).mean()
+
+    with pytest.raises(TypeError, match="NoPromptLoss.forward\\(inputs, labels\\) takes no `prompt`"):
+        CrossEncoderTrainer(model, args_for(tmp_path, prompts="Q: "), train_dataset=train, loss=NoPromptLoss(model))
