@@ -38,6 +38,8 @@ from raycross.training.validation import (
     check_best_metric,
     check_dataset_against_loss,
     check_dataset_rows,
+    check_losses_take_prompts,
+    check_prompts,
     check_resources,
     check_strategies,
     dataset_label,
@@ -123,6 +125,8 @@ class CrossEncoderTrainer:
                 check_dataset_rows(specs[name], losses[name], model, table)
                 specs[name].rows_checked = True
         check_strategies(args, bool(eval_named), evaluator is not None)
+        check_prompts(args, list(train_named), list(eval_named), self.single_train)
+        check_losses_take_prompts(args.prompts, {**self.losses, **self.eval_losses})
         self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
         self.location = RunLocation.from_args(args)
         if self.location.is_remote and args.num_workers == 0:
@@ -378,6 +382,7 @@ class CrossEncoderTrainer:
         return evaluate_model(
             self.model, shards, self.eval_losses, self.args.per_device_eval_batch_size, self.evaluator,
             single_eval=self.single_eval, quiet_losses=[*self.losses.values(), *self.eval_losses.values()],
+            prompts=self.args.prompts,
             autocast=autocast_for(self.args.bf16, self.args.fp16, self.model.device.type),
         )
 
