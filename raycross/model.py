@@ -65,7 +65,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.load(f)
 
 
-def _is_fsdp(module: nn.Module) -> bool:
+def is_fsdp_sharded(module: nn.Module) -> bool:
+    """True when `module` was sharded with FSDP2's ``fully_shard``."""
     try:
         from torch.distributed.fsdp import FSDPModule
     except ImportError:
@@ -521,7 +522,7 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
-        if _is_fsdp(self.hf_model):
+        if is_fsdp_sharded(self.hf_model):
             return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
