@@ -30,7 +30,8 @@ from transformers import (
 
 from raycross import __version__, adapters
 from raycross import st_modules
-from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
+from raycross.causal import (DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config,
+                             is_fsdp_sharded, token_id)
 from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logits
@@ -67,15 +68,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     with open(path, encoding="utf8") as f:
         return json.load(f)
-
-
-def is_fsdp_sharded(module: nn.Module) -> bool:
-    """True when `module` was sharded with FSDP2's ``fully_shard``."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:
-        return False
-    return isinstance(module, FSDPModule)
 
 
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
@@ -840,6 +832,8 @@ class CrossEncoder(nn.Module):
             >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
         """
         config = adapters.as_lora_config(adapter_config)
+        adapters.check_can_inject(self.hf_model, config, adapter_name)
+        self._install_score_rows()
         self._adapter_tuner = adapters.inject(self.hf_model, config, adapter_name)
         self.adapter_base_model = self.adapter_base_model or self._base_reference()
         self.to(self.device)
@@ -854,11 +848,17 @@ class CrossEncoder(nn.Module):
         path = Path(peft_model_id)
         config = adapters.read_adapter_config(path)
         name = adapter_name or "default"
+        adapters.check_can_inject(self.hf_model, config, name)
+        self._install_score_rows()
         self._adapter_tuner = adapters.inject(self.hf_model, config, name)
         adapters.load_adapter_weights(self.hf_model, path, name)
         adapters.set_trainable(self.hf_model, is_trainable)
         self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
         self.to(self.device)
+
+    def _install_score_rows(self) -> None:
+        if self.is_causal and not adapters.adapter_names(self.hf_model):
+            adapters.install_score_rows(self.hf_model, self.score_head.token_ids)
 
     def _require_adapter(self, method: str) -> Any:
         if self._adapter_tuner is None:
@@ -954,8 +954,9 @@ class CrossEncoder(nn.Module):
             adapters.save_adapter(hf_model, path, name, self.adapter_base_model)
             st_config["raycross_adapter"] = {"num_labels": self.num_labels, "adapter_name": name}
         elif self.has_adapter:
-            hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
-                                     safe_serialization=safe_serialization)
+            with adapters.untied_for_merge(hf_model):
+                hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
+                                         safe_serialization=safe_serialization)
         else:
             hf_model.save_pretrained(path, safe_serialization=safe_serialization)
         self.tokenizer.save_pretrained(path)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from raycross.model import is_fsdp_sharded as is_sharded
+from raycross.causal import is_fsdp_sharded as is_sharded
 
 logger = logging.getLogger(__name__)
 

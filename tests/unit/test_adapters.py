@@ -222,3 +222,48 @@ def test_config_training_section_takes_the_big_model_keys(tmp_path):
     assert args.to_dict()["lora_config"] == LORA
     with pytest.raises(ConfigError, match="training.parallel_strategy"):
         build_training_args({"output_dir": str(tmp_path), "parallel_strategy": "fsdp"})
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])  # tied (qwen3) and untied (llama) LM heads
+def test_causal_reranker_adapter_trains_the_score_token_rows(tmp_path, arch):
+    from tests.conftest import make_tiny_causal_model
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    model = CrossEncoder(make_tiny_causal_model(tmp_path / arch, arch=arch), device="cpu")
+    embeddings_before = model.hf_model.get_input_embeddings().weight.detach().clone()
+    before = model.predict(PAIRS)
+    model.add_adapter({"r": 4, "target_modules": ["q_proj", "v_proj"]})
+    trainable = [n for n, p in model.hf_model.named_parameters() if p.requires_grad]
+    assert "lm_head.score_rows.weight" in trainable
+    assert all("lora_" in n or n == "lm_head.score_rows.weight" for n in trainable), trainable
+    assert model.hf_model.lm_head.score_rows.weight.shape[0] == 2  # the "yes" and "no" rows only
+    np.testing.assert_allclose(model.predict(PAIRS), before, atol=1e-6)  # fresh adapter: same scores
+    with torch.no_grad():
+        model.hf_model.lm_head.score_rows.weight.add_(0.5 * torch.randn_like(model.hf_model.lm_head.score_rows.weight))
+        for name, param in model.hf_model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.2 * torch.randn_like(param))
+    expected = model.predict(PAIRS)
+    assert not np.allclose(expected, before, atol=1e-3)
+    # the score computed from two rows equals the full LM head at the last position
+    model.unpad_inputs = False
+    features = model.preprocess(PAIRS)
+    with torch.no_grad():
+        full = model.hf_model(**features, logits_to_keep=1).logits[:, -1]
+    ids = model.score_head.token_ids
+    np.testing.assert_allclose(model.score_head(full)[:, 0].numpy(), model(features)[:, 0].detach().numpy(), atol=1e-5)
+    model.unpad_inputs = True
+
+    model.save_pretrained(tmp_path / "adapter")
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert saved["base_model.model.lm_head.score_rows.weight"].shape[0] == len(ids)
+    np.testing.assert_allclose(CrossEncoder(tmp_path / "adapter", device="cpu").predict(PAIRS), expected, atol=1e-5)
+    model.save_pretrained(tmp_path / "merged", merge_adapter=True)
+    np.testing.assert_allclose(CrossEncoder(tmp_path / "merged", device="cpu").predict(PAIRS), expected, atol=1e-5)
+    np.testing.assert_allclose(STCrossEncoder(str(tmp_path / "merged"), device="cpu").predict(PAIRS), expected,
+                               atol=1e-5)
+    model.merge_and_unload()
+    assert type(model.hf_model.lm_head) is torch.nn.Linear
+    np.testing.assert_allclose(model.predict(PAIRS), expected, atol=1e-5)
+    if arch == "llama":  # untied: the input embeddings never change
+        assert torch.equal(model.hf_model.get_input_embeddings().weight, embeddings_before)
