@@ -120,7 +120,7 @@ def worker(rank: int, world: int, init_file: str, model_dir: str, strategy: str,
             fsdp.shard_model(model, device, bf16=opts["bf16"])
         else:
             model.to(device)
-            model.model = torch.nn.parallel.DistributedDataParallel(model.model, device_ids=[rank] if cuda else None)
+            model.wrap_for_training("ddp")
         model.train()
         loss_fn = BinaryCrossEntropyLoss(model)
         optimizer = create_optimizer(model.hf_model, lr=1e-5, weight_decay=0.01)

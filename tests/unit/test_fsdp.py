@@ -121,7 +121,7 @@ def _worker(rank: int, world: int, init_file: str, model_path: str, out: str, mo
             # a causal reranker (LogitScore) with LoRA: DDP vs FSDP through CrossEncoder.forward
             causal_path = str(Path(model_path).parent / "causal")
             causal = _load(causal_path, adapter=True, targets=["q_proj", "v_proj"])
-            causal.model = torch.nn.parallel.DistributedDataParallel(causal.model)
+            causal.wrap_for_training("ddp")
             result["causal_ddp"], _ = _train(causal, world, rank, steps=2, scores=True)
             causal = _load(causal_path, adapter=True, targets=["q_proj", "v_proj"])
             fsdp.shard_model(causal, torch.device("cpu"))
