@@ -341,20 +341,13 @@ def untied_for_merge(hf_model: nn.Module) -> Iterator[None]:
             config.tie_word_embeddings = True
 
 
-def merge_and_unload(tuner: Any, hf_model: nn.Module) -> None:
-    """Merge the adapter into the base weights and remove the adapter layers (in place); all parameters
-    become trainable again."""
-    tuner.merge_and_unload()
-    remove_score_rows(hf_model)
-    if hasattr(hf_model, "peft_config"):
-        del hf_model.peft_config
-    for param in hf_model.parameters():
-        param.requires_grad_(True)
-
-
-def unload(tuner: Any, hf_model: nn.Module) -> None:
-    """Remove the adapter layers without merging (the base model, with the trained head)."""
-    tuner.unload()
+def remove_adapter(tuner: Any, hf_model: nn.Module, merge: bool) -> None:
+    """Remove the adapter layers (in place), merging them into the base weights first when `merge`; the
+    trained head stays (score rows are folded into the LM head). All parameters become trainable again."""
+    if merge:
+        tuner.merge_and_unload()
+    else:
+        tuner.unload()
     remove_score_rows(hf_model)
     if hasattr(hf_model, "peft_config"):
         del hf_model.peft_config

@@ -970,7 +970,7 @@ class CrossEncoder(nn.Module):
         names = adapters.adapter_names(self.hf_model)
         if adapter_name is not None and adapter_name not in names:
             raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
-        adapters.unload(tuner, self.hf_model)
+        adapters.remove_adapter(tuner, self.hf_model, merge=False)
         self._adapter_tuner = None
 
     def merge_and_unload(self) -> None:
@@ -980,7 +980,7 @@ class CrossEncoder(nn.Module):
             >>> model.merge_and_unload(); model.has_adapter  # doctest: +SKIP
             False
         """
-        adapters.merge_and_unload(self._require_adapter("merge_and_unload"), self.hf_model)
+        adapters.remove_adapter(self._require_adapter("merge_and_unload"), self.hf_model, merge=True)
         self._adapter_tuner = None
 
     def _base_reference(self) -> str:
