@@ -125,11 +125,13 @@ def has_plain_head(hf_model: nn.Module) -> bool:
     return type(head) is nn.Linear and hasattr(hf_model, "model")
 
 
-def causal_scores(hf_model: nn.Module, head: LogitScore, features: Mapping[str, Tensor], packed: bool = True) -> Tensor:
+def causal_scores(hf_model: nn.Module, head: LogitScore, features: Mapping[str, Tensor], packed: bool = True,
+                  head_rows: bool = True) -> Tensor:
     """Scores (batch, 1) of left-padded features with a ``*ForCausalLM`` model.
 
     Uses, in order of preference: the packed padding-free decoder (`packed` and a supported family), the
-    decoder plus two LM-head rows (plain-head families), or the full model with ``logits_to_keep=1``.
+    decoder plus two LM-head rows (`head_rows` and a plain-head family), or the full model with
+    ``logits_to_keep=1`` (the only one that calls the model's own forward: needed under FSDP2).
 
     Example:
         >>> causal_scores(model.hf_model, model.score_head, model.preprocess([("q", "d")]))  # doctest: +SKIP
@@ -140,7 +142,7 @@ def causal_scores(hf_model: nn.Module, head: LogitScore, features: Mapping[str, 
             "causal reranker inputs must be left-padded (every row ends in a real token); "
             "set model.tokenizer.padding_side = 'left'"
         )
-    if has_plain_head(hf_model):
+    if head_rows and has_plain_head(hf_model):
         if packed and mask is not None and supports_packed(hf_model):
             hidden = packed_last_hidden(hf_model.model, input_ids, mask)
         else:

@@ -264,8 +264,16 @@ class CrossEncoder(nn.Module):
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
-        layout = st_modules.read_layout(local_dir) if local_dir is not None else None
-        if layout is not None and layout.transformer_dir != local_dir:
+        if local_dir is not None:
+            layout = st_modules.read_layout(local_dir)
+        else:  # a hub id: its module files (custom score tokens, message modality) decide how it scores
+            layout_dir = st_modules.fetch_layout(source, revision=revision, token=token, cache_dir=cache_folder,
+                                                 local_files_only=local_files_only)
+            layout = st_modules.read_layout(layout_dir) if layout_dir is not None else None
+            if layout is not None and layout.transformer_dir != layout_dir:
+                raise ValueError(f"model_name_or_path={source!r}: a hub module directory with the transformer in a "
+                                 "subfolder; download it and load the local directory")
+        if layout is not None and local_dir is not None and layout.transformer_dir != local_dir:
             source, local_dir = str(layout.transformer_dir), layout.transformer_dir
         if processor_kwargs:
             tokenizer_kwargs = {**(tokenizer_kwargs or {}), **processor_kwargs}
@@ -646,8 +654,10 @@ class CrossEncoder(nn.Module):
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
         if self.is_causal:
-            packed = getattr(self, "unpad_inputs", True)
-            return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed), features)
+            # FSDP2 gathers parameters in the root's and the layers' forward hooks: the whole-model forward only
+            direct = not _is_fsdp(self.hf_model)
+            packed = getattr(self, "unpad_inputs", True) and direct
+            return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed, direct), features)
         unpad = self._should_unpad(features)
         return self._run(lambda module, f: transformer_logits(module, f, unpad), features)
 

@@ -34,6 +34,8 @@ from raycross.training.validation import (
     check_batching,
     check_best_metric,
     check_dataset_against_loss,
+    check_losses_take_prompts,
+    check_prompts,
     check_resources,
     check_strategies,
     resolve_losses,
@@ -112,6 +114,8 @@ class CrossEncoderTrainer:
         for name, spec in self.eval_specs.items():
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
         check_strategies(args, bool(eval_named), evaluator is not None)
+        check_prompts(args, list(train_named), list(eval_named), self.single_train)
+        check_losses_take_prompts(args.prompts, {**self.losses, **self.eval_losses})
         self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
         self.location = RunLocation.from_args(args)
         if self.location.is_remote and args.num_workers == 0:
@@ -324,6 +328,7 @@ class CrossEncoderTrainer:
         return evaluate_model(
             self.model, shards, self.eval_losses, self.args.per_device_eval_batch_size, self.evaluator,
             single_eval=self.single_eval, quiet_losses=[*self.losses.values(), *self.eval_losses.values()],
+            prompts=self.args.prompts,
             autocast=autocast_for(self.args.bf16, self.args.fp16, self.model.device.type),
         )
 
