@@ -337,11 +337,11 @@ class CrossEncoderTrainingArguments:
             raise ValueError(f"parallel_strategy: expected 'ddp' or 'fsdp', found {self.parallel_strategy!r}")
         if self.parallel_strategy == "fsdp" and self.num_workers == 0:
             raise ValueError(
-                "parallel_strategy='fsdp' shards the model over Ray Train workers: set num_workers >= 1, "
+                "parallel_strategy: 'fsdp' shards the model over Ray Train workers and needs num_workers >= 1, "
                 "found num_workers=0 (in-process training)"
             )
         if self.parallel_strategy == "fsdp" and self.fp16:
-            raise ValueError("parallel_strategy='fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
+            raise ValueError("parallel_strategy: 'fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
                              "found fp16=True")
         if self.lora_config is not None and not isinstance(self.lora_config, dict) \
                 and type(self.lora_config).__name__ != "LoraConfig" and not hasattr(self.lora_config, "peft_type"):

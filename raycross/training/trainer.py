@@ -89,7 +89,7 @@ class CrossEncoderTrainer:
             raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
         self.model = model
         self.args = args
-        _prepare_adapter(model, args)
+        lora_config = _check_adapter(model, args)
         self.callbacks = list(callbacks or [])
         # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
         self.run_callbacks: list[Any] = []
@@ -132,6 +132,7 @@ class CrossEncoderTrainer:
         if self.location.is_remote and args.num_workers == 0:
             raise ValueError(f"storage_path={args.storage_path!r}: a URI needs Ray workers (num_workers > 0); "
                              "in-process training writes checkpoints to a local directory")
+        _prepare_adapter(model, lora_config)  # last: a failed check above leaves the model untouched
 
     # ------------------------------------------------------------------ construction helpers
     def _resolve_eval_losses(self, loss: Any, eval_names: list[str]) -> dict[str, Any]:
@@ -387,20 +388,28 @@ class CrossEncoderTrainer:
         )
 
 
-def _prepare_adapter(model: Any, args: CrossEncoderTrainingArguments) -> None:
-    """Add the LoRA adapter of ``args.lora_config`` (checked here, before any worker starts), or make an
-    existing adapter and its head trainable."""
+def _check_adapter(model: Any, args: CrossEncoderTrainingArguments) -> Any:
+    """The peft config of ``args.lora_config``, checked against the model (None without one)."""
     from raycross import adapters
 
-    if args.lora_config is not None:
-        if model.has_adapter:
-            raise ValueError(
-                f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
-                "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
-            )
-        config = adapters.as_lora_config(args.lora_config, "lora_config")
-        adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
-        model.add_adapter(config)
+    if args.lora_config is None:
+        return None
+    if model.has_adapter:
+        raise ValueError(
+            f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
+            "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
+        )
+    config = adapters.as_lora_config(args.lora_config, "lora_config")
+    adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
+    return config
+
+
+def _prepare_adapter(model: Any, lora_config: Any) -> None:
+    """Add the checked LoRA adapter, or make an existing adapter and its head trainable."""
+    from raycross import adapters
+
+    if lora_config is not None:
+        model.add_adapter(lora_config)
     elif model.has_adapter:
         adapters.set_trainable(model.hf_model, True)
 
