@@ -18,6 +18,7 @@ Example (inside a worker, after ``torch.distributed`` is initialized):
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -203,7 +204,9 @@ def load_full_state(hf_model: nn.Module, directory: str | Path) -> None:
     if missing:
         raise ValueError(f"sharded checkpoint {directory} does not match the model: unexpected {missing[:5]}")
     state = {"model": {k: v for k, v in current.items() if k in saved}}
-    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.filterwarnings("ignore", message=".*load in a single process.*")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
     hf_model.load_state_dict(state["model"], strict=False)
 
 

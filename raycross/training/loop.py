@@ -285,6 +285,14 @@ class TrainingLoop:
                         "best_model_checkpoint", "num_input_tokens_seen"):
                 setattr(self.state, key, getattr(saved, key))
             self.position = (progress.epoch, progress.micro_step)
+            if progress.world_size != self.rt.world_size and progress.micro_step:
+                # the same share of the epoch's rows done: micro-batches count per worker
+                done = math.ceil(progress.micro_step * progress.world_size / self.rt.world_size)
+                self.position = (progress.epoch, done)
+                if self.is_main:
+                    logger.info("Checkpoint written by %d workers, resuming on %d: micro-batch %d of epoch %d "
+                                "becomes %d", progress.world_size, self.rt.world_size, progress.micro_step,
+                                progress.epoch, done)
             self.last_eval_metrics = dict(progress.eval_metrics)
             self.last_eval_step = progress.last_eval_step
             self.last_save_step = self.state.global_step
