@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PretrainedConfig,
@@ -28,14 +29,17 @@ from transformers import (
 )
 
 from raycross import __version__, adapters
+from raycross import st_modules
+from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
+from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logits
 
 logger = logging.getLogger(__name__)
 
-ST_CONFIG_FILE = "config_sentence_transformers.json"
-MODULES_FILE = "modules.json"
-SBERT_CONFIG_FILE = "sentence_bert_config.json"
+ST_CONFIG_FILE = st_modules.ST_CONFIG_FILE
+MODULES_FILE = st_modules.MODULES_FILE
+SBERT_CONFIG_FILE = st_modules.SBERT_CONFIG_FILE
 _PREDICT_CHUNK = 16384  # pairs tokenized at once in predict(); bounds memory on huge inputs
 
 
@@ -171,8 +175,11 @@ class CrossEncoder(nn.Module):
 
     Args:
         model_name_or_path: a local directory or a Hugging Face hub id. Any
-            ``AutoModelForSequenceClassification`` checkpoint, or a bare encoder (a fresh head is added).
-        num_labels: number of outputs. ``None`` keeps a trained head's labels and means 1 for a bare encoder.
+            ``AutoModelForSequenceClassification`` checkpoint, a bare encoder (a fresh head is added), a
+            ``*ForCausalLM`` checkpoint (an LLM reranker, see :mod:`raycross.causal`), or a
+            sentence-transformers module directory of one of those.
+        num_labels: number of outputs. ``None`` keeps a trained head's labels and means 1 for a bare encoder;
+            a causal LM always has 1.
         max_length: maximum tokens per pair; defaults to min(tokenizer max, max position embeddings).
         activation_fn: applied to the logits in ``predict``; defaults to the stored one, else Sigmoid
             for 1 label and Identity otherwise.
@@ -182,6 +189,13 @@ class CrossEncoder(nn.Module):
             (e.g. ``model_kwargs={"torch_dtype": "bfloat16"}``).
         model_card_data: a :class:`~raycross.model_card.CrossEncoderModelCardData` (or a dict of its user
             fields: language, license, model_name, model_id, train_datasets, ...) for the model card.
+        prompts / default_prompt_name: named prompts (``{"web": "Judge the passage: "}``) and the one used
+            when ``predict``/``rank``/evaluators get neither ``prompt`` nor ``prompt_name``; saved with the model.
+        processor_kwargs: sentence-transformers' name for ``tokenizer_kwargs`` (e.g. ``{"chat_template": ...}``).
+        chat_template_kwargs: keyword arguments for the tokenizer's chat template (e.g.
+            ``{"add_generation_prompt": True}``), used when the tokenizer has a template; saved with the model.
+        score_tokens: (true token, false token or None) whose last-position logits score a causal LM;
+            defaults to the stored tokens, else ``("yes", "no")``. Tokens or token ids.
 
     Example:
         >>> model = CrossEncoder("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
@@ -205,6 +219,11 @@ class CrossEncoder(nn.Module):
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         model_card_data: CrossEncoderModelCardData | dict[str, Any] | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        score_tokens: tuple[str | int, str | int | None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -240,6 +259,11 @@ class CrossEncoder(nn.Module):
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
+        layout = st_modules.read_layout(local_dir) if local_dir is not None else None
+        if layout is not None and layout.transformer_dir != local_dir:
+            source, local_dir = str(layout.transformer_dir), layout.transformer_dir
+        if processor_kwargs:
+            tokenizer_kwargs = {**(tokenizer_kwargs or {}), **processor_kwargs}
         shared = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token,
                   "cache_dir": cache_folder, "local_files_only": local_files_only}
 
@@ -251,8 +275,14 @@ class CrossEncoder(nn.Module):
                 f"model_name_or_path={source!r}: could not load a model config from the hub "
                 f"(offline, unknown repository, or no access): {exc}"
             ) from exc
+        causal = layout.task == "text-generation" if layout is not None else is_causal_lm_config(config)
+        if causal and num_labels not in (None, 1):
+            raise ValueError(
+                f"num_labels={num_labels}: a causal-LM reranker ({source!r}) scores with one true/false token logit "
+                "and has num_labels=1; load a sequence-classification checkpoint for several labels"
+            )
         architectures = getattr(config, "architectures", None) or []
-        classifier_trained = any(a.endswith("ForSequenceClassification") for a in architectures)
+        classifier_trained = causal or any(a.endswith("ForSequenceClassification") for a in architectures)
         if num_labels is None and not classifier_trained:
             num_labels = 1
         mismatched = num_labels is not None and classifier_trained and num_labels != config.num_labels
@@ -270,13 +300,32 @@ class CrossEncoder(nn.Module):
             model_kwargs["dtype"] = getattr(torch, model_kwargs["dtype"])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            self.model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
+            auto_class = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+            self.model: PreTrainedModel = auto_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
         tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
         if adapter_dir is not None:
             local_dir = adapter_dir
+        self.score_head: LogitScore | None = None
+        self._causal = causal
+        if causal:
+            self._setup_causal(layout, score_tokens)
+        elif score_tokens is not None:
+            raise ValueError(f"score_tokens={score_tokens!r} applies to causal-LM rerankers; {source!r} is a classifier")
+        st_config = self._read_remote_or_local(local_dir, ST_CONFIG_FILE) or {}
+        if st_config.get("model_type", "CrossEncoder") != "CrossEncoder":
+            st_config = {}  # another model family's settings (e.g. a bi-encoder's prompts) do not apply
+        saved_prompts = st_config.get("prompts") if isinstance(st_config.get("prompts"), dict) else {}
+        self.prompts = validate_prompts({**saved_prompts, **(prompts or {})},
+                                        default_prompt_name or st_config.get("default_prompt_name"))
+        self.default_prompt_name = default_prompt_name or st_config.get("default_prompt_name")
+        saved_kwargs = (layout.processing_kwargs.get("chat_template") if layout is not None else None) or {}
+        self.chat_template_kwargs = {**saved_kwargs, **(chat_template_kwargs or {})}
+        self._chat: ChatTemplate | None = None
+        if self.tokenizer.chat_template and (layout is None or layout.uses_messages):
+            self._chat = self._make_chat_template()
 
         self.max_length = max_length or self._default_max_length(local_dir)  # kept on the tokenizer
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
@@ -285,7 +334,7 @@ class CrossEncoder(nn.Module):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device)
         self._load_model_card(source, local_dir, revision)
-        self.unpad_inputs = True  # padding-free forward for BERT-family models (raycross.unpadded)
+        self.unpad_inputs = True  # padding-free forward (raycross.unpadded, raycross.unpadded_decoder)
         if adapter_dir is not None:
             self.load_adapter(adapter_dir, adapter_name=adapters.saved_marker(adapter_dir).get("adapter_name"))
             self.model_name_or_path = str(adapter_dir)
@@ -319,6 +368,64 @@ class CrossEncoder(nn.Module):
         if _looks_like_local_path(name):
             raise ValueError(f"model_name_or_path={name!r}: no such directory (and it is not a hub id)")
         return name
+
+    def _setup_causal(self, layout: st_modules.ModuleLayout | None, score_tokens: Any) -> None:
+        """Left padding, a pad token, and the LogitScore head (explicit tokens > stored ids > yes/no)."""
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        if score_tokens is not None:
+            self.set_score_tokens(*score_tokens) if isinstance(score_tokens, (tuple, list)) else self.set_score_tokens(score_tokens)
+        elif layout is not None and layout.logit_score is not None:
+            stored = layout.logit_score
+            self.set_score_tokens(stored["true_token_id"], stored.get("false_token_id"))
+        else:
+            self.set_score_tokens(DEFAULT_TRUE_TOKEN, DEFAULT_FALSE_TOKEN)
+
+    def set_score_tokens(self, true_token: str | int, false_token: str | int | None = None) -> None:
+        """Score a causal LM by ``logit[true_token] - logit[false_token]`` (or ``logit[true_token]`` alone).
+
+        Example:
+            >>> model.set_score_tokens("yes", "no")  # doctest: +SKIP
+        """
+        if not self.is_causal:
+            raise ValueError("set_score_tokens applies to causal-LM rerankers; this model is a sequence classifier")
+        true_id = token_id(self.tokenizer, true_token, "true_token")
+        false_id = None if false_token is None else token_id(self.tokenizer, false_token, "false_token")
+        if true_id == false_id:
+            raise ValueError(f"true_token={true_token!r} and false_token={false_token!r} are the same token id {true_id}")
+        self.score_head = LogitScore(true_id, false_id)
+
+    @property
+    def is_causal(self) -> bool:
+        """True for a causal-LM reranker (scored by the true/false token logits)."""
+        return bool(getattr(self, "_causal", False))
+
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template when inputs are rendered with it, else None. Settable (validated).
+
+        Example:
+            >>> model.chat_template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"  # doctest: +SKIP
+        """
+        return self.tokenizer.chat_template if self._chat is not None else None
+
+    @chat_template.setter
+    def chat_template(self, template: str | None) -> None:
+        if template is not None and not isinstance(template, str):
+            raise TypeError(f"chat_template must be a Jinja template string or None, found {type(template).__name__}")
+        previous = self.tokenizer.chat_template
+        self.tokenizer.chat_template = template
+        try:
+            self._chat = self._make_chat_template() if template else None
+        except ValueError:
+            self.tokenizer.chat_template = previous
+            raise
+
+    def _make_chat_template(self) -> ChatTemplate:
+        chat = ChatTemplate(self.tokenizer, getattr(self.config, "model_type", None), self.chat_template_kwargs)
+        chat.check_pair_roles()
+        return chat
 
     def _default_max_length(self, local_dir: Path | None) -> int:
         if local_dir is not None:
@@ -396,7 +503,7 @@ class CrossEncoder(nn.Module):
 
     @property
     def num_labels(self) -> int:
-        return int(self.config.num_labels)
+        return 1 if self.is_causal else int(self.config.num_labels)
 
     @property
     def device(self) -> torch.device:
@@ -463,12 +570,21 @@ class CrossEncoder(nn.Module):
         super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ forward
-    def preprocess(self, pairs: Sequence[tuple[str, str] | list[str] | str]) -> Mapping[str, Tensor]:
+    def preprocess(
+        self, pairs: Sequence[tuple[str, str] | list[str] | str], prompt: str | None = None, **kwargs: Any
+    ) -> Mapping[str, Tensor]:
         """Tokenize pairs: padded to the longest, truncated `longest_first` to `max_length`, CPU tensors.
 
+        ``prompt`` is put before the first text (or sent as the system message with a chat template).
+        Causal rerankers are left-padded. ``kwargs`` (e.g. sentence-transformers' ``task``) are accepted and unused.
+
         Example:
-            >>> features = model.preprocess([("a query", "a passage")])  # doctest: +SKIP
+            >>> features = model.preprocess([("a query", "a passage")], prompt="Judge: ")  # doctest: +SKIP
         """
+        if self._chat is not None:
+            encoded = self._chat.encode(pairs, prompt, self.max_length)
+            return self._pad(encoded, np.arange(len(pairs)))
+        pairs = prepend_prompt(pairs, prompt)
         if len(pairs) and not isinstance(pairs[0], str):
             first, second = zip(*pairs)
             return self.tokenizer(list(first), list(second), padding=True, truncation="longest_first",
@@ -478,8 +594,10 @@ class CrossEncoder(nn.Module):
 
     tokenize = preprocess
 
-    def _encode_unpadded(self, pairs: Sequence[tuple[str, str]]) -> Mapping[str, list[list[int]]]:
-        first, second = zip(*pairs)
+    def _encode_unpadded(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> Mapping[str, list[list[int]]]:
+        if self._chat is not None:
+            return self._chat.encode(pairs, prompt, self.max_length)
+        first, second = zip(*prepend_prompt(pairs, prompt))
         return self.tokenizer(list(first), list(second), padding=False, truncation="longest_first",
                               max_length=self.max_length)
 
@@ -511,6 +629,9 @@ class CrossEncoder(nn.Module):
         """
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
+        if self.is_causal:
+            packed = getattr(self, "unpad_inputs", True)
+            return self._run_wrapped(lambda module, **kw: causal_scores(module, self.score_head, kw, packed), features)
         if self._should_unpad(features):
             return self._unpadded_forward(features)
         return self.model(**features, return_dict=True).logits
@@ -527,18 +648,27 @@ class CrossEncoder(nn.Module):
 
     def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
         wrapper = self.model
-        if wrapper is self.hf_model:
-            return unpadded_logits(wrapper, **features)
-        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
+        if wrapper is not self.hf_model and not hasattr(wrapper, "_pre_forward"):
             return wrapper(**features, return_dict=True).logits
+        return self._run_wrapped(unpadded_logits, features)
+
+    def _run_wrapped(self, fn: Callable[..., Tensor], features: dict[str, Tensor]) -> Tensor:
+        """``fn(hf_model, **features)``, under the parallel wrapper's forward hooks when the model is wrapped."""
+        wrapper = self.model
+        if wrapper is self.hf_model:
+            return fn(wrapper, **features)
+        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
+            raise TypeError(f"cannot run a custom forward under {type(wrapper).__name__}: expected DDP or no wrapper")
         # DDP: its pre/post forward hooks arm the gradient all-reduce around our forward of the module
         _, kwargs = wrapper._pre_forward(**features)
-        return wrapper._post_forward(unpadded_logits(wrapper.module, **kwargs))
+        return wrapper._post_forward(fn(wrapper.module, **kwargs))
 
     # ------------------------------------------------------------------ inference
     def predict(
         self,
         pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str] | np.ndarray | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
@@ -553,7 +683,8 @@ class CrossEncoder(nn.Module):
         """Score pairs. Batches are sorted by length for speed; results come back in input order.
 
         Returns an array of shape (n,) for a 1-label model or (n, num_labels); a single pair gives a
-        scalar (or a vector). Logits are cast to fp32 before the activation.
+        scalar (or a vector). Logits are cast to fp32 before the activation. ``prompt`` (or the prompt named
+        ``prompt_name`` in ``model.prompts``, else the default prompt) is put before each pair.
 
         Inputs as in sentence-transformers 6.2: a list of pairs (tuples or lists), a single pair, or a
         numpy array of strings (2-D: one pair per row; 1-D: one pair). ``device=["cuda:0", "cuda:1"]`` or
@@ -567,6 +698,7 @@ class CrossEncoder(nn.Module):
         pairs, activation_fn = _legacy_predict_kwargs("predict", pairs, activation_fn, kwargs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
+        prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
         pairs, single = _normalize_pairs(pairs)
         pairs = [_validate_pair(p, i) for i, p in enumerate(pairs)]
         if any(isinstance(p, str) for p in pairs):
@@ -580,7 +712,7 @@ class CrossEncoder(nn.Module):
             from raycross.multiprocess import score_with_pool
 
             restored = score_with_pool(self, pairs, pool, device if isinstance(device, list) else None, chunk_size,
-                                       batch_size, activation_fn, apply_softmax) if pairs else torch.empty(0)
+                                       batch_size, activation_fn, apply_softmax, prompt) if pairs else torch.empty(0)
             return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
         if isinstance(device, (str, torch.device)):
             self.to(device)
@@ -602,7 +734,7 @@ class CrossEncoder(nn.Module):
                 # padded only to its own longest pair.
                 for chunk_start in range(0, len(pairs), _PREDICT_CHUNK):
                     chunk = pairs[chunk_start : chunk_start + _PREDICT_CHUNK]
-                    encoded = self._encode_unpadded(chunk)
+                    encoded = self._encode_unpadded(chunk, prompt)
                     lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(chunk))
                     order = np.argsort(-lengths, kind="stable")
                     for start in range(0, len(chunk), batch_size):
@@ -632,6 +764,8 @@ class CrossEncoder(nn.Module):
         documents: Sequence[str] | Sequence[Sequence[str]],
         top_k: int | None = None,
         return_documents: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
@@ -649,6 +783,7 @@ class CrossEncoder(nn.Module):
             >>> model.rank("what is ray?", ["Ray scales Python.", "A ray of light."], top_k=1)  # doctest: +SKIP
             [{'corpus_id': 0, 'score': 0.97}]
         """
+        resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)  # bad names fail first
         for name in ("convert_to_numpy", "convert_to_tensor", "apply_softmax"):  # as sentence-transformers 6.2
             if name in kwargs:
                 kwargs.pop(name)
@@ -677,9 +812,9 @@ class CrossEncoder(nn.Module):
                 f"{sorted({type(d).__name__ for d in documents})}"
             )
         pairs = [(q, d) for q, docs in zip(queries, docs_per_query) for d in docs]
-        scores = self.predict(pairs, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                              activation_fn=activation_fn, convert_to_numpy=True, device=device, pool=pool,
-                              chunk_size=chunk_size)
+        scores = self.predict(pairs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                              show_progress_bar=show_progress_bar, activation_fn=activation_fn,
+                              convert_to_numpy=True, device=device, pool=pool, chunk_size=chunk_size)
         rankings, offset = [], 0
         for docs in docs_per_query:
             query_scores = scores[offset : offset + len(docs)]
@@ -828,11 +963,23 @@ class CrossEncoder(nn.Module):
         st_config.update({
             "model_type": "CrossEncoder",
             "activation_fn": activation_path,
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
             "__version__": {"raycross": __version__, "transformers": transformers.__version__,
                             "pytorch": torch.__version__},
         })
         with open(path / ST_CONFIG_FILE, "w", encoding="utf8") as f:
             json.dump(st_config, f, indent=2, sort_keys=True)
+        for stale in (MODULES_FILE, SBERT_CONFIG_FILE):
+            (path / stale).unlink(missing_ok=True)
+        if self.is_causal or self.prompts or self._chat is not None:
+            # sentence-transformers reads LogitScore, prompts and the message modality from module directories only
+            st_modules.write_layout(
+                path, "text-generation" if self.is_causal else "sequence-classification",
+                self._chat.format if self._chat is not None else None,
+                {"chat_template": self.chat_template_kwargs} if self.chat_template_kwargs else None,
+                self.score_head.get_config_dict() if self.is_causal else None,
+            )
         if create_model_card:
             self._create_model_card(path, model_name, train_datasets)
         logger.info("Saved CrossEncoder to %s", path)
@@ -893,5 +1040,6 @@ class CrossEncoder(nn.Module):
         return _fit(self, train_dataloader, **kwargs)
 
     def __repr__(self) -> str:
+        score = f", score_head={self.score_head.extra_repr()}" if self.is_causal else ""
         return (f"CrossEncoder(model={type(self.hf_model).__name__}, num_labels={self.num_labels}, "
-                f"max_length={self.max_length}, activation_fn={fullname(self.activation_fn)})")
+                f"max_length={self.max_length}, activation_fn={fullname(self.activation_fn)}{score})")

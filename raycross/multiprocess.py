@@ -93,6 +93,7 @@ def score_with_pool(
     batch_size: int,
     activation_fn: Any,
     apply_softmax: bool,
+    prompt: str | None = None,
 ) -> torch.Tensor:
     """Scores of `pairs` (a tensor, input order) from a pool, or a temporary pool on `devices`."""
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
@@ -107,11 +108,11 @@ def score_with_pool(
                                  "drop activation_fn/apply_softmax or use a process pool")
             import numpy as np
 
-            return torch.as_tensor(np.asarray(pool["ray"](model, list(pairs), batch_size=batch_size)))
+            return torch.as_tensor(np.asarray(pool["ray"](model, list(pairs), batch_size=batch_size, prompt=prompt)))
         if chunk_size is None:
             chunk_size = max(1, min(math.ceil(len(pairs) / len(pool["processes"]) / 10), 5000))
         kwargs = {"batch_size": batch_size, "activation_fn": activation_fn, "apply_softmax": apply_softmax,
-                  "show_progress_bar": False}
+                  "show_progress_bar": False, "prompt": prompt}
         starts = range(0, len(pairs), chunk_size)
         for chunk_id, start in enumerate(starts):
             pool["input"].put((chunk_id, list(pairs[start : start + chunk_size]), kwargs))
