@@ -83,14 +83,11 @@ class TrainJob:
     metric_key: str | None = None
     show_progress: bool = True
     resume_from: str | None = None
-<<<<<<< HEAD
     # optimizer choice beyond args.optim: a class and its kwargs (any run), or ready objects (in-process only)
     optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None
     optimizers: tuple[Any, Any] = (None, None)
     compute_metrics: Any = None
-=======
     streamed: dict[str, int] = field(default_factory=dict)  # streamed training datasets: name -> total rows
->>>>>>> main
 
 
 @dataclass
