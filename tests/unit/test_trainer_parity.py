@@ -8,7 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import struct
-import types
+import time
 
 import numpy as np
 import pytest
@@ -218,6 +218,11 @@ def test_report_to_wandb_offline_and_mlflow_file_store(tiny_model_path, tmp_path
     losses = [e["loss"] for e in result.log_history if "loss" in e]
     eval_losses = [e["eval_loss"] for e in result.log_history if "eval_loss" in e]
     rows = _wandb_history(run_dir)
+    for _ in range(60):  # wandb-core may still be writing the run file when finish() returns on a busy machine
+        if len([r for r in rows if "train/loss" in r]) >= len(losses):
+            break
+        time.sleep(1)
+        rows = _wandb_history(run_dir)
     assert [r["train/loss"] for r in rows if "train/loss" in r] == pytest.approx(losses)
     assert [r["eval/loss"] for r in rows if "eval/loss" in r] == pytest.approx(eval_losses)
     assert [r["train/global_step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
