@@ -109,7 +109,12 @@ class LocalRuntime(SingleProcess):
         data = self.train_tables[name]
         if isinstance(data, pa.Table):
             return TableBlocks(data, block_rows, seed, columns)
-        return ParquetBlocks(data.paths, block_rows, seed, columns)
+        if hasattr(data, "paths"):
+            return ParquetBlocks(data.paths, block_rows, seed, columns)
+        from raycross.data.blocks import RayShardBlocks
+
+        data.context.execution_options.preserve_order = True  # the same order on a rerun
+        return RayShardBlocks(data.iterator(), num_rows, block_rows, columns)
 
     # ------------------------------------------------------------------ model
     def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
