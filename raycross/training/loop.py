@@ -60,7 +60,7 @@ from raycross.training.samplers import (
     updates_per_epoch,
 )
 from raycross.training.tables import Shard
-from raycross.training.validation import DatasetSpec
+from raycross.data import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numbers
 import platform
 from typing import Any
 
-from raycross.training.validation import DatasetSpec
+from raycross.data import DatasetSpec
 
 
 def _fmt(value: Any) -> str:

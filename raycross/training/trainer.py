@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from raycross.data import DatasetSpec, is_paths, is_ray_dataset, to_arrow, to_ray
 from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import (
     CHECKPOINT_SCORE,
@@ -41,7 +42,6 @@ from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.model_card import generate_model_card
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
-    DatasetSpec,
     as_named,
     check_batching,
     check_best_metric,
@@ -50,7 +50,6 @@ from raycross.training.validation import (
     check_strategies,
     resolve_losses,
 )
-from raycross.training.tables import to_arrow_table
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +173,11 @@ class CrossEncoderTrainer:
         data, specs, tables = {}, {}, {}
         for name, dataset in named.items():
             where = kind if len(named) == 1 and name == kind else f"{kind}:{name}"
-            if distributed and (_is_ray_dataset(dataset) or _is_paths(dataset)):
-                from raycross.data import to_ray_dataset
-
-                data[name] = to_ray_dataset(dataset)
+            if distributed and (is_ray_dataset(dataset) or is_paths(dataset)):
+                data[name] = to_ray(dataset)
                 specs[name] = DatasetSpec.from_ray(where, data[name])
             else:
-                table = to_arrow_table(dataset)
+                table = to_arrow(dataset)
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
         return data, specs, tables
 
@@ -388,7 +385,7 @@ class CrossEncoderTrainer:
         losses = list({id(l): l for l in [*self.losses.values(), *self.eval_losses.values()]}.values())
         with inference_mode(self.model, losses):
             for name, spec in self.eval_specs.items():
-                table = to_arrow_table(self._eval_data[name]).select(spec.columns)
+                table = to_arrow(self._eval_data[name]).select(spec.columns)
                 total, rows = loss_sums(self.eval_losses[name], Shard(table, spec.input_columns, spec.label_column),
                                         self.args.per_device_eval_batch_size, nullcontext)
                 metrics["eval_loss" if self.single_eval else f"eval_{name}_loss"] = total / max(rows, 1.0)
@@ -397,11 +394,3 @@ class CrossEncoderTrainer:
                 metrics.update({f"eval_{k}": float(v) for k, v in result.items()})
         return metrics
 
-
-def _is_ray_dataset(data: Any) -> bool:
-    return type(data).__name__ in ("Dataset", "MaterializedDataset") and hasattr(data, "to_arrow_refs")
-
-
-def _is_paths(data: Any) -> bool:
-    items = data if isinstance(data, (list, tuple)) else [data]
-    return bool(items) and all(isinstance(d, (str, os.PathLike)) for d in items)

@@ -13,57 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raycross.data import split_columns
+from raycross.data import DatasetSpec, is_dataset_dict
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DatasetSpec:
-    """What the trainer knows about one dataset: columns (input order + label), size, a sample row."""
-
-    name: str
-    columns: list[str]
-    input_columns: list[str]
-    label_column: str | None
-    num_rows: int
-    sample_row: dict[str, Any] = field(repr=False)
-    list_columns: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_table(cls, name: str, table: pa.Table) -> DatasetSpec:
-        return cls._build(name, list(table.column_names), table.num_rows,
-                          table.slice(0, 1).to_pylist()[0] if table.num_rows else {})
-
-    @classmethod
-    def from_ray(cls, name: str, dataset: Any) -> DatasetSpec:
-        rows = dataset.take(1)
-        return cls._build(name, list(dataset.columns()), dataset.count(), dict(rows[0]) if rows else {})
-
-    @classmethod
-    def _build(cls, name: str, columns: list[str], num_rows: int, sample: dict[str, Any]) -> DatasetSpec:
-        where = _where(name)
-        if num_rows == 0:
-            raise ValueError(f"{where} is empty (0 rows)")
-        try:
-            inputs, label = split_columns(columns)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        list_columns = [c for c in inputs if isinstance(sample.get(c), (list, tuple, np.ndarray))]
-        return cls(name, inputs + ([label] if label else []), inputs, label, num_rows, sample, list_columns)
-
-
-def _where(name: str) -> str:
-    kind, _, key = name.partition(":")
-    return f"{kind}_dataset" + (f"[{key!r}]" if key else "")
 
 
 def normalize_metric(name: str) -> str:
@@ -73,8 +32,6 @@ def normalize_metric(name: str) -> str:
 
 def as_named(data: Any, kind: str) -> tuple[dict[str, Any], bool]:
     """A dataset argument as {name: dataset} plus whether it was a single dataset."""
-    from raycross.data import is_dataset_dict
-
     if data is None:
         return {}, True
     rows_per_value = isinstance(data, Mapping) and data and all(
@@ -134,7 +91,7 @@ def resolve_losses(model: Any, loss: Any, train_names: list[str], single: bool) 
 
 def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: pa.Table | None) -> None:
     """Columns vs loss (the loss's own ``validate_columns``) and labels vs ``num_labels``."""
-    where = _where(spec.name)
+    where = spec.where
     validate = getattr(loss, "validate_columns", None)
     if callable(validate):
         try:
@@ -173,7 +130,7 @@ def _is_int_label(spec: DatasetSpec) -> bool:
 
 def check_batching(spec: DatasetSpec, args: CrossEncoderTrainingArguments, table: pa.Table | None) -> None:
     """Enough rows for every worker; the sampler's needs (labels for GROUP_BY_LABEL)."""
-    where = _where(spec.name)
+    where = spec.where
     world = args.world_size
     if spec.num_rows < world:
         raise ValueError(
