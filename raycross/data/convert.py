@@ -52,6 +52,10 @@ def _is_hf(data: Any) -> bool:
     return type(data).__module__.startswith("datasets") and hasattr(data, "column_names")
 
 
+def _is_pandas(data: Any) -> bool:
+    return type(data).__module__.startswith("pandas") and hasattr(data, "to_dict")
+
+
 def _one_dataset(data: Any) -> None:
     if is_dataset_dict(data):
         names = list(data)
@@ -84,7 +88,7 @@ def to_arrow(data: Any, columns: Sequence[str] | None = None) -> pa.Table:
             data = data.select_columns(cols)
         tables = [t for t in ray.get(data.to_arrow_refs()) if t.num_rows or t.num_columns]
         return pa.concat_tables(tables, promote_options="default") if tables else pa.table({c: [] for c in cols or []})
-    if type(data).__module__.startswith("pandas") and hasattr(data, "to_dict"):
+    if _is_pandas(data):
         return select_columns(pa.Table.from_pandas(data, preserve_index=False), cols)
     if is_paths(data):
         return read_files(data, cols)
@@ -138,10 +142,14 @@ def column_names(data: Any) -> list[str]:
         ['query', 'passage', 'label']
     """
     _one_dataset(data)
-    if isinstance(data, pa.Table) or _is_hf(data):
+    if isinstance(data, pa.Table) or (_is_hf(data) and data.column_names is not None):
         return list(data.column_names)
     if is_ray_dataset(data):
         return list(data.columns())
+    if _is_pandas(data):
+        return [str(c) for c in data.columns]
+    if _is_hf(data):  # an IterableDataset of unknown features
+        return list(first_row(data))
     if is_paths(data):
         files = data_files(data)
         if file_format(files) == "parquet":
@@ -175,6 +183,8 @@ def first_row(data: Any) -> dict[str, Any]:
             rows = batch.to_pylist() if batch is not None else []
         else:
             rows = read_file(files[0]).slice(0, 1).to_pylist()
+    elif _is_hf(data) and not hasattr(data, "__len__"):  # IterableDataset: read one row, not all
+        rows = [row for row, _ in zip(data, range(1))]
     else:
         rows = to_arrow(data).slice(0, 1).to_pylist()
     if not rows:
