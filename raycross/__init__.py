@@ -20,6 +20,7 @@ _LAZY = {
     "InputExample": "raycross.data",
     "Embedder": "raycross.embedder",
     "mine_hard_negatives": "raycross.mining",
+    "score_with_teacher": "raycross.scoring",
     "CrossEncoderTrainer": "raycross.training",
     "CrossEncoderTrainingArguments": "raycross.training",
     "BatchSamplers": "raycross.training",

@@ -287,12 +287,10 @@ def _connect_to_job_cluster() -> None:
 
 def _locations(args: Any) -> dict[str, str]:
     """Where the model, checkpoints and logs of a training run go (the trainer's layout)."""
-    output_dir = str(Path(args.output_dir).expanduser().absolute())
-    if args.storage_path:
-        storage = args.storage_path.rstrip("/")
-        run_dir = f"{storage}/{args.run_name}" if "://" in storage else str(Path(storage).expanduser().absolute() / args.run_name)
-    else:
-        run_dir = output_dir
+    from raycross.training.location import RunLocation
+
+    location = RunLocation.from_args(args)
+    output_dir, run_dir = location.output_dir, location.run_dir
     logs = args.logging_dir or f"{output_dir}/runs/{args.run_name}"
     return {
         "output_dir": output_dir,

@@ -10,7 +10,6 @@ import importlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,20 +21,25 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
 )
 
-from raycross import __version__
+from raycross import __version__, adapters
+from raycross import st_modules
+from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
+from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
+from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logits
 
 logger = logging.getLogger(__name__)
 
-ST_CONFIG_FILE = "config_sentence_transformers.json"
-MODULES_FILE = "modules.json"
-SBERT_CONFIG_FILE = "sentence_bert_config.json"
+ST_CONFIG_FILE = st_modules.ST_CONFIG_FILE
+MODULES_FILE = st_modules.MODULES_FILE
+SBERT_CONFIG_FILE = st_modules.SBERT_CONFIG_FILE
 _PREDICT_CHUNK = 16384  # pairs tokenized at once in predict(); bounds memory on huge inputs
 
 
@@ -65,6 +69,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def _is_fsdp(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
+
+
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
     if isinstance(pair, str):
         return pair
@@ -76,13 +88,98 @@ def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
     raise TypeError(f"pairs[{index}]: expected a (text, text) pair of two strings, found {found}")
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A deprecation notice, logged once per process (sentence-transformers' ``warning_once``)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
+def _legacy_predict_kwargs(method: str, pairs: Any, activation_fn: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """Old keyword names of predict/rank (sentences/inputs, activation_fct, num_workers), as 6.2 maps them."""
+    for old, new in (("sentences", "inputs"), ("activation_fct", "activation_fn")):
+        if old in kwargs:
+            _warn_once(f"The `{old}` argument was renamed and is now deprecated. Please use `{new}` instead.")
+    if "num_workers" in kwargs:
+        kwargs.pop("num_workers")
+        _warn_once(f"The CrossEncoder.{method} `num_workers` argument is deprecated and has no effect. "
+                   "It will be removed in a future version.")
+    inputs = kwargs.pop("inputs", None)
+    sentences = kwargs.pop("sentences", None)
+    activation_fct = kwargs.pop("activation_fct", None)
+    if kwargs:
+        raise TypeError(f"CrossEncoder.{method}() got unexpected keyword arguments {sorted(kwargs)}")
+    if pairs is None:
+        pairs = inputs if inputs is not None else sentences
+    return pairs, activation_fn if activation_fn is not None else activation_fct
+
+
+_INIT_RENAMES = {"model_name": "model_name_or_path", "automodel_args": "model_kwargs", "tokenizer_args": "tokenizer_kwargs",
+                 "processor_kwargs": "tokenizer_kwargs", "config_args": "config_kwargs", "cache_dir": "cache_folder",
+                 "default_activation_function": "activation_fn"}
+
+
+def _legacy_init_kwargs(given: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Map CrossEncoder's old keyword names (and 6.2's ``processor_kwargs``) onto the current ones."""
+    given = dict(given)
+    for old, new in _INIT_RENAMES.items():
+        if old in kwargs:
+            value = kwargs.pop(old)
+            if old != "processor_kwargs":
+                _warn_once(f"The CrossEncoder `{old}` argument was renamed and is now deprecated. "
+                           f"Please use `{new}` instead.")
+            if given.get(new) is None:
+                given[new] = value
+    if "classifier_dropout" in kwargs:
+        dropout = kwargs.pop("classifier_dropout")
+        logger.warning("The CrossEncoder `classifier_dropout` argument is deprecated. Please use "
+                       "`config_kwargs={'classifier_dropout': %s}` instead.", dropout)
+        given["config_kwargs"] = {**(given.get("config_kwargs") or {}), "classifier_dropout": dropout}
+    if kwargs:
+        raise TypeError(f"CrossEncoder() got unexpected keyword arguments {sorted(kwargs)}")
+    return given
+
+
+def _normalize_pairs(pairs: Any) -> tuple[list[Any], bool]:
+    """(list of pairs, whether a single pair was given): lists/tuples of pairs, one pair, numpy arrays."""
+    if pairs is None:
+        raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found None")
+    if isinstance(pairs, (str, bytes)):
+        raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
+    if isinstance(pairs, np.ndarray):
+        if pairs.size and pairs.dtype.kind not in ("U", "O", "S"):
+            raise TypeError(f"pairs: expected an array of strings, found dtype {pairs.dtype}")
+        if pairs.ndim == 1 and pairs.size:
+            return [tuple(pairs.tolist())], True
+        return [tuple(row) for row in pairs.tolist()], False
+    pairs = list(pairs)
+    if len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+        return [tuple(pairs)], True
+    return pairs, False
+
+
+def _convert_scores(scores: Tensor, single: bool, convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
+    if convert_to_tensor:
+        return scores[0] if single else scores
+    if convert_to_numpy:
+        array = scores.float().numpy()
+        return array[0] if single else array
+    return scores[0] if single else list(scores)
+
+
 class CrossEncoder(nn.Module):
     """A cross-encoder: scores (text_a, text_b) pairs jointly with a transformer and a classification head.
 
     Args:
         model_name_or_path: a local directory or a Hugging Face hub id. Any
-            ``AutoModelForSequenceClassification`` checkpoint, or a bare encoder (a fresh head is added).
-        num_labels: number of outputs. ``None`` keeps a trained head's labels and means 1 for a bare encoder.
+            ``AutoModelForSequenceClassification`` checkpoint, a bare encoder (a fresh head is added), a
+            ``*ForCausalLM`` checkpoint (an LLM reranker, see :mod:`raycross.causal`), or a
+            sentence-transformers module directory of one of those.
+        num_labels: number of outputs. ``None`` keeps a trained head's labels and means 1 for a bare encoder;
+            a causal LM always has 1.
         max_length: maximum tokens per pair; defaults to min(tokenizer max, max position embeddings).
         activation_fn: applied to the logits in ``predict``; defaults to the stored one, else Sigmoid
             for 1 label and Identity otherwise.
@@ -90,7 +187,15 @@ class CrossEncoder(nn.Module):
         trust_remote_code: allow custom model code and non-torch activation functions.
         model_kwargs / tokenizer_kwargs / config_kwargs: passed to the transformers loaders
             (e.g. ``model_kwargs={"torch_dtype": "bfloat16"}``).
-        model_card_data: free-form metadata for the model card.
+        model_card_data: a :class:`~raycross.model_card.CrossEncoderModelCardData` (or a dict of its user
+            fields: language, license, model_name, model_id, train_datasets, ...) for the model card.
+        prompts / default_prompt_name: named prompts (``{"web": "Judge the passage: "}``) and the one used
+            when ``predict``/``rank``/evaluators get neither ``prompt`` nor ``prompt_name``; saved with the model.
+        processor_kwargs: sentence-transformers' name for ``tokenizer_kwargs`` (e.g. ``{"chat_template": ...}``).
+        chat_template_kwargs: keyword arguments for the tokenizer's chat template (e.g.
+            ``{"add_generation_prompt": True}``), used when the tokenizer has a template; saved with the model.
+        score_tokens: (true token, false token or None) whose last-position logits score a causal LM;
+            defaults to the stored tokens, else ``("yes", "no")``. Tokens or token ids.
 
     Example:
         >>> model = CrossEncoder("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
@@ -100,7 +205,7 @@ class CrossEncoder(nn.Module):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike,
+        model_name_or_path: str | os.PathLike | None = None,
         num_labels: int | None = None,
         max_length: int | None = None,
         activation_fn: Callable | None = None,
@@ -113,9 +218,23 @@ class CrossEncoder(nn.Module):
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
-        model_card_data: dict[str, Any] | None = None,
+        model_card_data: CrossEncoderModelCardData | dict[str, Any] | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        score_tokens: tuple[str | int, str | int | None] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
+        if kwargs:  # old keyword names, mapped as sentence-transformers 6.2 maps them
+            given = {"model_name_or_path": model_name_or_path, "activation_fn": activation_fn,
+                     "model_kwargs": model_kwargs, "tokenizer_kwargs": tokenizer_kwargs,
+                     "config_kwargs": config_kwargs, "cache_folder": cache_folder}
+            given = _legacy_init_kwargs(given, kwargs)
+            model_name_or_path, activation_fn = given["model_name_or_path"], given["activation_fn"]
+            model_kwargs, tokenizer_kwargs = given["model_kwargs"], given["tokenizer_kwargs"]
+            config_kwargs, cache_folder = given["config_kwargs"], given["cache_folder"]
         if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
             raise ValueError(f"num_labels must be an integer >= 1 or None, found {num_labels!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
@@ -126,10 +245,25 @@ class CrossEncoder(nn.Module):
             )
 
         self.trust_remote_code = trust_remote_code
-        self.model_card_data = dict(model_card_data or {})
+        if isinstance(model_card_data, Mapping):
+            model_card_data = CrossEncoderModelCardData.from_dict(model_card_data)
+        if model_card_data is not None and not isinstance(model_card_data, CrossEncoderModelCardData):
+            raise TypeError("model_card_data: expected a CrossEncoderModelCardData or a dict, found "
+                            f"{type(model_card_data).__name__}")
+        self.model_card_data = model_card_data or CrossEncoderModelCardData(local_files_only=local_files_only)
+        object.__setattr__(self, "_adapter_tuner", None)
+        adapter_dir, base = self._adapter_directory(str(model_name_or_path))
+        if adapter_dir is not None:  # an adapter-only save: the base model, then the adapter on top
+            model_name_or_path, num_labels = base, num_labels or adapters.saved_marker(adapter_dir).get("num_labels")
+        self.adapter_base_model: str | None = None
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
+        layout = st_modules.read_layout(local_dir) if local_dir is not None else None
+        if layout is not None and layout.transformer_dir != local_dir:
+            source, local_dir = str(layout.transformer_dir), layout.transformer_dir
+        if processor_kwargs:
+            tokenizer_kwargs = {**(tokenizer_kwargs or {}), **processor_kwargs}
         shared = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token,
                   "cache_dir": cache_folder, "local_files_only": local_files_only}
 
@@ -141,8 +275,14 @@ class CrossEncoder(nn.Module):
                 f"model_name_or_path={source!r}: could not load a model config from the hub "
                 f"(offline, unknown repository, or no access): {exc}"
             ) from exc
+        causal = layout.task == "text-generation" if layout is not None else is_causal_lm_config(config)
+        if causal and num_labels not in (None, 1):
+            raise ValueError(
+                f"num_labels={num_labels}: a causal-LM reranker ({source!r}) scores with one true/false token logit "
+                "and has num_labels=1; load a sequence-classification checkpoint for several labels"
+            )
         architectures = getattr(config, "architectures", None) or []
-        classifier_trained = any(a.endswith("ForSequenceClassification") for a in architectures)
+        classifier_trained = causal or any(a.endswith("ForSequenceClassification") for a in architectures)
         if num_labels is None and not classifier_trained:
             num_labels = 1
         mismatched = num_labels is not None and classifier_trained and num_labels != config.num_labels
@@ -160,21 +300,59 @@ class CrossEncoder(nn.Module):
             model_kwargs["dtype"] = getattr(torch, model_kwargs["dtype"])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            self.model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
+            auto_class = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+            self.model: PreTrainedModel = auto_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
-        self.tokenizer = AutoTokenizer.from_pretrained(source, **shared, **(tokenizer_kwargs or {}))
+        tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
+        if adapter_dir is not None:
+            local_dir = adapter_dir
+        self.score_head: LogitScore | None = None
+        self._causal = causal
+        if causal:
+            self._setup_causal(layout, score_tokens)
+        elif score_tokens is not None:
+            raise ValueError(f"score_tokens={score_tokens!r} applies to causal-LM rerankers; {source!r} is a classifier")
+        st_config = self._read_remote_or_local(local_dir, ST_CONFIG_FILE) or {}
+        if st_config.get("model_type", "CrossEncoder") != "CrossEncoder":
+            st_config = {}  # another model family's settings (e.g. a bi-encoder's prompts) do not apply
+        saved_prompts = st_config.get("prompts") if isinstance(st_config.get("prompts"), dict) else {}
+        self.prompts = validate_prompts({**saved_prompts, **(prompts or {})},
+                                        default_prompt_name or st_config.get("default_prompt_name"))
+        self.default_prompt_name = default_prompt_name or st_config.get("default_prompt_name")
+        saved_kwargs = (layout.processing_kwargs.get("chat_template") if layout is not None else None) or {}
+        self.chat_template_kwargs = {**saved_kwargs, **(chat_template_kwargs or {})}
+        self._chat: ChatTemplate | None = None
+        if self.tokenizer.chat_template and (layout is None or layout.uses_messages):
+            self._chat = self._make_chat_template()
 
-        self.max_length = max_length or self._default_max_length(local_dir)
+        self.max_length = max_length or self._default_max_length(local_dir)  # kept on the tokenizer
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device)
-        self.unpad_inputs = True  # padding-free forward for BERT-family models (raycross.unpadded)
+        self._load_model_card(source, local_dir, revision)
+        self.unpad_inputs = True  # padding-free forward (raycross.unpadded, raycross.unpadded_decoder)
+        if adapter_dir is not None:
+            self.load_adapter(adapter_dir, adapter_name=adapters.saved_marker(adapter_dir).get("adapter_name"))
+            self.model_name_or_path = str(adapter_dir)
         self.eval()  # as transformers' from_pretrained: inference mode until a trainer calls .train()
 
     # ------------------------------------------------------------------ loading helpers
+    @staticmethod
+    def _adapter_directory(name: str) -> tuple[Path | None, str | None]:
+        """(adapter directory, its base model) when `name` is an adapter-only save, else (None, None)."""
+        path = Path(name).expanduser()
+        if not (path / adapters.ADAPTER_CONFIG).is_file() or (path / "config.json").is_file():
+            return None, None
+        base = adapters.read_adapter_config(path).base_model_name_or_path
+        if not base:
+            raise ValueError(f"model_name_or_path={name!r}: adapter directory without base_model_name_or_path in "
+                             f"{adapters.ADAPTER_CONFIG}; load the base model and call load_adapter({name!r})")
+        return path, base
+
     @staticmethod
     def _resolve_source(name: str) -> str:
         path = Path(name).expanduser()
@@ -190,6 +368,64 @@ class CrossEncoder(nn.Module):
         if _looks_like_local_path(name):
             raise ValueError(f"model_name_or_path={name!r}: no such directory (and it is not a hub id)")
         return name
+
+    def _setup_causal(self, layout: st_modules.ModuleLayout | None, score_tokens: Any) -> None:
+        """Left padding, a pad token, and the LogitScore head (explicit tokens > stored ids > yes/no)."""
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        if score_tokens is not None:
+            self.set_score_tokens(*score_tokens) if isinstance(score_tokens, (tuple, list)) else self.set_score_tokens(score_tokens)
+        elif layout is not None and layout.logit_score is not None:
+            stored = layout.logit_score
+            self.set_score_tokens(stored["true_token_id"], stored.get("false_token_id"))
+        else:
+            self.set_score_tokens(DEFAULT_TRUE_TOKEN, DEFAULT_FALSE_TOKEN)
+
+    def set_score_tokens(self, true_token: str | int, false_token: str | int | None = None) -> None:
+        """Score a causal LM by ``logit[true_token] - logit[false_token]`` (or ``logit[true_token]`` alone).
+
+        Example:
+            >>> model.set_score_tokens("yes", "no")  # doctest: +SKIP
+        """
+        if not self.is_causal:
+            raise ValueError("set_score_tokens applies to causal-LM rerankers; this model is a sequence classifier")
+        true_id = token_id(self.tokenizer, true_token, "true_token")
+        false_id = None if false_token is None else token_id(self.tokenizer, false_token, "false_token")
+        if true_id == false_id:
+            raise ValueError(f"true_token={true_token!r} and false_token={false_token!r} are the same token id {true_id}")
+        self.score_head = LogitScore(true_id, false_id)
+
+    @property
+    def is_causal(self) -> bool:
+        """True for a causal-LM reranker (scored by the true/false token logits)."""
+        return bool(getattr(self, "_causal", False))
+
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template when inputs are rendered with it, else None. Settable (validated).
+
+        Example:
+            >>> model.chat_template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"  # doctest: +SKIP
+        """
+        return self.tokenizer.chat_template if self._chat is not None else None
+
+    @chat_template.setter
+    def chat_template(self, template: str | None) -> None:
+        if template is not None and not isinstance(template, str):
+            raise TypeError(f"chat_template must be a Jinja template string or None, found {type(template).__name__}")
+        previous = self.tokenizer.chat_template
+        self.tokenizer.chat_template = template
+        try:
+            self._chat = self._make_chat_template() if template else None
+        except ValueError:
+            self.tokenizer.chat_template = previous
+            raise
+
+    def _make_chat_template(self) -> ChatTemplate:
+        chat = ChatTemplate(self.tokenizer, getattr(self.config, "model_type", None), self.chat_template_kwargs)
+        chat.check_pair_roles()
+        return chat
 
     def _default_max_length(self, local_dir: Path | None) -> int:
         if local_dir is not None:
@@ -226,6 +462,22 @@ class CrossEncoder(nn.Module):
             return None
         return import_from_string(path)()
 
+    def _load_model_card(self, source: str, local_dir: Path | None, revision: str | None) -> None:
+        """Keep a saved README (reused on save while nothing changed) and its front matter's user fields."""
+        card = self.model_card_data
+        text = None
+        if local_dir is not None and (local_dir / "README.md").is_file():
+            text = (local_dir / "README.md").read_text(encoding="utf8")
+        self._model_card_text = text
+        front = read_front_matter(text) if text else {}
+        card.update_from_front_matter(text or "")
+        if front.get("base_model"):
+            card.set_base_model(str(front["base_model"]))
+        elif not card.base_model:
+            card.set_base_model(source, revision)
+        card.register_model(self)
+        self._model_card_snapshot = card.to_yaml()
+
     def _read_remote_or_local(self, local_dir: Path | None, filename: str) -> dict[str, Any] | None:
         if local_dir is not None:
             return _read_json(local_dir / filename)
@@ -251,7 +503,7 @@ class CrossEncoder(nn.Module):
 
     @property
     def num_labels(self) -> int:
-        return int(self.config.num_labels)
+        return 1 if self.is_causal else int(self.config.num_labels)
 
     @property
     def device(self) -> torch.device:
@@ -265,20 +517,74 @@ class CrossEncoder(nn.Module):
         """Sigmoid for a 1-label model, Identity otherwise."""
         return nn.Sigmoid() if self.num_labels == 1 else nn.Identity()
 
+    @property
+    def max_length(self) -> int:
+        """Maximum tokens per pair; lives on the tokenizer (``tokenizer.model_max_length``), so setting
+        either one changes both, as in sentence-transformers."""
+        return int(self.tokenizer.model_max_length)
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_length must be an integer >= 1, found {value!r}")
+        self.tokenizer.model_max_length = value
+
+    max_seq_length = max_length  # the sentence-transformers 6.2 name
+
+    @property
+    def default_activation_function(self) -> Callable:
+        """Deprecated name of :attr:`activation_fn` (sentence-transformers < 4)."""
+        warnings.warn("The `default_activation_function` property was renamed and is now deprecated. "
+                      "Please use `activation_fn` instead.", DeprecationWarning, stacklevel=2)
+        return self.activation_fn
+
+    def get_default_activation_fn(self) -> nn.Module:
+        """The activation stored with the model, else :meth:`default_activation_fn` (6.2 name)."""
+        local_dir = Path(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
+        return self._stored_activation_fn(local_dir) or self.default_activation_fn()
+
+    # ------------------------------------------------------------------ multi-process scoring
+    def start_multi_process_pool(self, target_devices: list[str] | None = None, backend: str = "process") -> dict[str, Any]:
+        """Start scoring processes (or Ray actors with ``backend="ray"``), one per device; pass the pool
+        to ``predict(..., pool=pool)`` / ``rank``; end it with :meth:`stop_multi_process_pool`.
+
+        Example:
+            >>> pool = model.start_multi_process_pool(["cpu", "cpu"])  # doctest: +SKIP
+        """
+        from raycross.multiprocess import start_pool
+
+        return start_pool(self, target_devices, backend)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
+        """Stop the processes of a pool from :meth:`start_multi_process_pool`."""
+        from raycross.multiprocess import stop_pool
+
+        stop_pool(pool)
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Keep activation_fn a plain attribute so it is not part of the state dict.
-        if name == "activation_fn":
+        if name in ("activation_fn", "_adapter_tuner"):  # not submodules: no state-dict entries
             object.__setattr__(self, name, value)
             return
         super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ forward
-    def preprocess(self, pairs: Sequence[tuple[str, str] | list[str] | str]) -> Mapping[str, Tensor]:
+    def preprocess(
+        self, pairs: Sequence[tuple[str, str] | list[str] | str], prompt: str | None = None, **kwargs: Any
+    ) -> Mapping[str, Tensor]:
         """Tokenize pairs: padded to the longest, truncated `longest_first` to `max_length`, CPU tensors.
 
+        ``prompt`` is put before the first text (or sent as the system message with a chat template).
+        Causal rerankers are left-padded. ``kwargs`` (e.g. sentence-transformers' ``task``) are accepted and unused.
+
         Example:
-            >>> features = model.preprocess([("a query", "a passage")])  # doctest: +SKIP
+            >>> features = model.preprocess([("a query", "a passage")], prompt="Judge: ")  # doctest: +SKIP
         """
+        if self._chat is not None:
+            encoded = self._chat.encode(pairs, prompt, self.max_length)
+            return self._pad(encoded, np.arange(len(pairs)))
+        pairs = prepend_prompt(pairs, prompt)
         if len(pairs) and not isinstance(pairs[0], str):
             first, second = zip(*pairs)
             return self.tokenizer(list(first), list(second), padding=True, truncation="longest_first",
@@ -288,8 +594,10 @@ class CrossEncoder(nn.Module):
 
     tokenize = preprocess
 
-    def _encode_unpadded(self, pairs: Sequence[tuple[str, str]]) -> Mapping[str, list[list[int]]]:
-        first, second = zip(*pairs)
+    def _encode_unpadded(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> Mapping[str, list[list[int]]]:
+        if self._chat is not None:
+            return self._chat.encode(pairs, prompt, self.max_length)
+        first, second = zip(*prepend_prompt(pairs, prompt))
         return self.tokenizer(list(first), list(second), padding=False, truncation="longest_first",
                               max_length=self.max_length)
 
@@ -321,6 +629,9 @@ class CrossEncoder(nn.Module):
         """
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
+        if self.is_causal:
+            packed = getattr(self, "unpad_inputs", True)
+            return self._run_wrapped(lambda module, **kw: causal_scores(module, self.score_head, kw, packed), features)
         if self._should_unpad(features):
             return self._unpadded_forward(features)
         return self.model(**features, return_dict=True).logits
@@ -331,45 +642,64 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
+        if _is_fsdp(self.hf_model):
+            return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
     def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
         wrapper = self.model
-        if wrapper is self.hf_model:
-            return unpadded_logits(wrapper, **features)
-        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
+        if wrapper is not self.hf_model and not hasattr(wrapper, "_pre_forward"):
             return wrapper(**features, return_dict=True).logits
+        return self._run_wrapped(unpadded_logits, features)
+
+    def _run_wrapped(self, fn: Callable[..., Tensor], features: dict[str, Tensor]) -> Tensor:
+        """``fn(hf_model, **features)``, under the parallel wrapper's forward hooks when the model is wrapped."""
+        wrapper = self.model
+        if wrapper is self.hf_model:
+            return fn(wrapper, **features)
+        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
+            raise TypeError(f"cannot run a custom forward under {type(wrapper).__name__}: expected DDP or no wrapper")
         # DDP: its pre/post forward hooks arm the gradient all-reduce around our forward of the module
         _, kwargs = wrapper._pre_forward(**features)
-        return wrapper._post_forward(unpadded_logits(wrapper.module, **kwargs))
+        return wrapper._post_forward(fn(wrapper.module, **kwargs))
 
     # ------------------------------------------------------------------ inference
     def predict(
         self,
-        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str],
+        pairs: Sequence[tuple[str, str] | list[str]] | tuple[str, str] | np.ndarray | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
         apply_softmax: bool = False,
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: str | list[str] | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | Tensor | list[Tensor] | float:
         """Score pairs. Batches are sorted by length for speed; results come back in input order.
 
         Returns an array of shape (n,) for a 1-label model or (n, num_labels); a single pair gives a
-        scalar (or a vector). Logits are cast to fp32 before the activation.
+        scalar (or a vector). Logits are cast to fp32 before the activation. ``prompt`` (or the prompt named
+        ``prompt_name`` in ``model.prompts``, else the default prompt) is put before each pair.
+
+        Inputs as in sentence-transformers 6.2: a list of pairs (tuples or lists), a single pair, or a
+        numpy array of strings (2-D: one pair per row; 1-D: one pair). ``device=["cuda:0", "cuda:1"]`` or
+        ``pool=model.start_multi_process_pool(...)`` scores in several processes (:mod:`raycross.multiprocess`).
+        The old keywords ``sentences`` / ``inputs``, ``activation_fct`` and ``num_workers`` still work, with a
+        deprecation warning.
 
         Example:
             >>> scores = model.predict([("q", "relevant doc"), ("q", "other doc")])  # doctest: +SKIP
         """
+        pairs, activation_fn = _legacy_predict_kwargs("predict", pairs, activation_fn, kwargs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
-        if isinstance(pairs, (str, bytes)):
-            raise TypeError("pairs: expected a (text, text) pair or a list of pairs, found a single string")
-        pairs = list(pairs)
-        single = len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
-        if single:
-            pairs = [tuple(pairs)]
+        prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
+        pairs, single = _normalize_pairs(pairs)
         pairs = [_validate_pair(p, i) for i, p in enumerate(pairs)]
         if any(isinstance(p, str) for p in pairs):
             bad = next(i for i, p in enumerate(pairs) if isinstance(p, str))
@@ -378,6 +708,14 @@ class CrossEncoder(nn.Module):
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
 
+        if pool is not None or (isinstance(device, list) and device):
+            from raycross.multiprocess import score_with_pool
+
+            restored = score_with_pool(self, pairs, pool, device if isinstance(device, list) else None, chunk_size,
+                                       batch_size, activation_fn, apply_softmax, prompt) if pairs else torch.empty(0)
+            return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
+        if isinstance(device, (str, torch.device)):
+            self.to(device)
         if not pairs:
             shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
             empty = torch.empty(shape, dtype=torch.float32)
@@ -396,7 +734,7 @@ class CrossEncoder(nn.Module):
                 # padded only to its own longest pair.
                 for chunk_start in range(0, len(pairs), _PREDICT_CHUNK):
                     chunk = pairs[chunk_start : chunk_start + _PREDICT_CHUNK]
-                    encoded = self._encode_unpadded(chunk)
+                    encoded = self._encode_unpadded(chunk, prompt)
                     lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(chunk))
                     order = np.argsort(-lengths, kind="stable")
                     for start in range(0, len(chunk), batch_size):
@@ -418,12 +756,7 @@ class CrossEncoder(nn.Module):
         stacked = torch.cat(scores)
         restored = torch.empty_like(stacked)
         restored[torch.as_tensor(order)] = stacked
-        if convert_to_tensor:
-            return restored[0] if single else restored
-        if convert_to_numpy:
-            array = restored.numpy()
-            return array[0] if single else array
-        return restored[0] if single else list(restored)
+        return _convert_scores(restored, single, convert_to_numpy, convert_to_tensor)
 
     def rank(
         self,
@@ -431,12 +764,15 @@ class CrossEncoder(nn.Module):
         documents: Sequence[str] | Sequence[Sequence[str]],
         top_k: int | None = None,
         return_documents: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
-        apply_softmax: bool = False,
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
+        device: str | list[str] | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Rank documents for a query: ``[{"corpus_id": i, "score": s, ("text": doc)}]``, best first.
 
@@ -447,6 +783,13 @@ class CrossEncoder(nn.Module):
             >>> model.rank("what is ray?", ["Ray scales Python.", "A ray of light."], top_k=1)  # doctest: +SKIP
             [{'corpus_id': 0, 'score': 0.97}]
         """
+        resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)  # bad names fail first
+        for name in ("convert_to_numpy", "convert_to_tensor", "apply_softmax"):  # as sentence-transformers 6.2
+            if name in kwargs:
+                kwargs.pop(name)
+                _warn_once(f"The CrossEncoder.rank `{name}` argument is deprecated and has no effect, as `rank` "
+                           "always returns Python floats. It will be removed in a future version.")
+        _, activation_fn = _legacy_predict_kwargs("rank", None, activation_fn, kwargs)
         if self.num_labels != 1:
             raise ValueError(f"rank needs a model with num_labels=1 (one relevance score), this model has {self.num_labels}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
@@ -469,8 +812,9 @@ class CrossEncoder(nn.Module):
                 f"{sorted({type(d).__name__ for d in documents})}"
             )
         pairs = [(q, d) for q, docs in zip(queries, docs_per_query) for d in docs]
-        scores = self.predict(pairs, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                              activation_fn=activation_fn, apply_softmax=apply_softmax, convert_to_numpy=True)
+        scores = self.predict(pairs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                              show_progress_bar=show_progress_bar, activation_fn=activation_fn,
+                              convert_to_numpy=True, device=device, pool=pool, chunk_size=chunk_size)
         rankings, offset = [], 0
         for docs in docs_per_query:
             query_scores = scores[offset : offset + len(docs)]
@@ -485,9 +829,114 @@ class CrossEncoder(nn.Module):
             rankings.append(ranking)
         return rankings if multi else rankings[0]
 
+    # ------------------------------------------------------------------ adapters (peft; raycross.adapters)
+    def add_adapter(self, adapter_config: Any, adapter_name: str = "default") -> None:
+        """Add a fresh adapter (a peft ``LoraConfig`` or a dict of its arguments) and make it active.
+
+        Only the adapter and the scoring head stay trainable; both are saved together. One adapter per model.
+
+        Example:
+            >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
+        """
+        config = adapters.as_lora_config(adapter_config)
+        self._adapter_tuner = adapters.inject(self.hf_model, config, adapter_name)
+        self.adapter_base_model = self.adapter_base_model or self._base_reference()
+        self.to(self.device)
+
+    def load_adapter(self, peft_model_id: str | os.PathLike, adapter_name: str | None = None,
+                     is_trainable: bool = False) -> None:
+        """Load an adapter directory (adapter + head weights, peft format) onto this model and activate it.
+
+        Example:
+            >>> model.load_adapter("adapter-dir")  # doctest: +SKIP
+        """
+        path = Path(peft_model_id)
+        config = adapters.read_adapter_config(path)
+        name = adapter_name or "default"
+        self._adapter_tuner = adapters.inject(self.hf_model, config, name)
+        adapters.load_adapter_weights(self.hf_model, path, name)
+        adapters.set_trainable(self.hf_model, is_trainable)
+        self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
+        self.to(self.device)
+
+    def _require_adapter(self, method: str) -> Any:
+        if self._adapter_tuner is None:
+            raise ValueError(f"{method}: the model has no adapter; add one with add_adapter(...) or load_adapter(...)")
+        return self._adapter_tuner
+
+    @property
+    def has_adapter(self) -> bool:
+        """True when a peft adapter is attached."""
+        return self._adapter_tuner is not None
+
+    def active_adapters(self) -> list[str]:
+        """Names of the active adapters."""
+        return list(self._require_adapter("active_adapters").active_adapters)
+
+    def active_adapter(self) -> str:
+        """Name of the active adapter."""
+        return self.active_adapters()[0]
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Activate the adapter `adapter_name`."""
+        tuner = self._require_adapter("set_adapter")
+        names = adapters.adapter_names(self.hf_model)
+        if adapter_name not in names:
+            raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
+        tuner.set_adapter(adapter_name)
+
+    def enable_adapters(self) -> None:
+        """Score with the adapter (after :meth:`disable_adapters`)."""
+        self._require_adapter("enable_adapters").enable_adapter_layers()
+
+    def disable_adapters(self) -> None:
+        """Score with the base weights only (the trained head stays)."""
+        self._require_adapter("disable_adapters").disable_adapter_layers()
+
+    def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, Tensor]:
+        """The adapter's and the head's weights, keyed as in peft's ``adapter_model.safetensors``."""
+        self._require_adapter("get_adapter_state_dict")
+        return adapters.adapter_state_dict(self.hf_model, adapter_name or self.active_adapter())
+
+    def delete_adapter(self, adapter_name: str | None = None) -> None:
+        """Remove the adapter (unmerged): the model is its base again, with the trained head."""
+        tuner = self._require_adapter("delete_adapter")
+        names = adapters.adapter_names(self.hf_model)
+        if adapter_name is not None and adapter_name not in names:
+            raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
+        adapters.unload(tuner, self.hf_model)
+        self._adapter_tuner = None
+
+    def merge_and_unload(self) -> None:
+        """Merge the adapter into the base weights (in place): a plain transformers model again.
+
+        Example:
+            >>> model.merge_and_unload(); model.has_adapter  # doctest: +SKIP
+            False
+        """
+        adapters.merge_and_unload(self._require_adapter("merge_and_unload"), self.hf_model)
+        self._adapter_tuner = None
+
+    def _base_reference(self) -> str:
+        source = str(self.model_name_or_path)
+        return str(Path(source).absolute()) if Path(source).is_dir() else source
+
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, path: str | os.PathLike, safe_serialization: bool = True) -> None:
-        """Write an HF checkpoint (safetensors), the tokenizer, and the sentence-transformers markers.
+    def save_pretrained(
+        self,
+        path: str | os.PathLike,
+        safe_serialization: bool = True,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        merge_adapter: bool = False,
+    ) -> None:
+        """Write an HF checkpoint (safetensors), the tokenizer, the sentence-transformers markers and the
+        model card (README.md; `model_name` sets the card's model id when it is not a local path,
+        `train_datasets` adds hub dataset ids).
+
+        With an adapter: the adapter and the head only (peft format, loads with ``CrossEncoder(path)``), or
+        with ``merge_adapter=True`` a plain model with the adapter merged in.
 
         Example:
             >>> model.save_pretrained("my-reranker")  # doctest: +SKIP
@@ -498,20 +947,55 @@ class CrossEncoder(nn.Module):
         activation_path = fullname(self.activation_fn)
         hf_model = self.hf_model
         hf_model.config.sentence_transformers = {"activation_fn": activation_path, "version": __version__}
-        hf_model.save_pretrained(path, safe_serialization=safe_serialization)
-        self.tokenizer.model_max_length = self.max_length
+        st_config: dict[str, Any] = {}
+        if self.has_adapter and not merge_adapter:
+            name = self.active_adapter()
+            adapters.save_adapter(hf_model, path, name, self.adapter_base_model)
+            st_config["raycross_adapter"] = {"num_labels": self.num_labels, "adapter_name": name}
+        elif self.has_adapter:
+            hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
+                                     safe_serialization=safe_serialization)
+        else:
+            hf_model.save_pretrained(path, safe_serialization=safe_serialization)
         self.tokenizer.save_pretrained(path)
         import transformers
 
-        st_config = {
+        st_config.update({
             "model_type": "CrossEncoder",
             "activation_fn": activation_path,
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
             "__version__": {"raycross": __version__, "transformers": transformers.__version__,
                             "pytorch": torch.__version__},
-        }
+        })
         with open(path / ST_CONFIG_FILE, "w", encoding="utf8") as f:
             json.dump(st_config, f, indent=2, sort_keys=True)
+        for stale in (MODULES_FILE, SBERT_CONFIG_FILE):
+            (path / stale).unlink(missing_ok=True)
+        if self.is_causal or self.prompts or self._chat is not None:
+            # sentence-transformers reads LogitScore, prompts and the message modality from module directories only
+            st_modules.write_layout(
+                path, "text-generation" if self.is_causal else "sequence-classification",
+                self._chat.format if self._chat is not None else None,
+                {"chat_template": self.chat_template_kwargs} if self.chat_template_kwargs else None,
+                self.score_head.get_config_dict() if self.is_causal else None,
+            )
+        if create_model_card:
+            self._create_model_card(path, model_name, train_datasets)
         logger.info("Saved CrossEncoder to %s", path)
+
+    def _create_model_card(self, path: Path, model_name: str | None, train_datasets: list[str] | None) -> None:
+        card = self.model_card_data
+        if model_name and not Path(model_name).exists() and not card.model_id:
+            card.model_id = model_name
+        known = {d.get("id") for d in card.train_datasets}
+        card.train_datasets += [{"id": d} for d in train_datasets or [] if d not in known]
+        text = getattr(self, "_model_card_text", None)
+        if text and not card.trained and card.to_yaml() == getattr(self, "_model_card_snapshot", None):
+            card_text = text  # a loaded, untrained, unchanged model keeps its card as it was
+        else:
+            card_text = render_model_card(self)
+        (path / "README.md").write_text(card_text, encoding="utf8")
 
     save = save_pretrained
 
@@ -520,30 +1004,28 @@ class CrossEncoder(nn.Module):
         repo_id: str,
         token: str | None = None,
         private: bool | None = None,
-        commit_message: str = "Add new raycross CrossEncoder model",
-        exist_ok: bool = True,
+        safe_serialization: bool = True,
+        commit_message: str | None = None,
+        local_model_path: str | None = None,
+        exist_ok: bool = False,
+        replace_model_card: bool = False,
+        train_datasets: list[str] | None = None,
         revision: str | None = None,
         create_pr: bool = False,
     ) -> str:
-        """Save the model to a temporary directory and upload it to the hub; returns the commit URL.
+        """Upload the model (with its card) to the hub; returns the commit URL, or the pull request URL
+        with ``create_pr=True``. ``local_model_path`` uploads that folder instead; an existing card on the
+        hub is kept unless ``replace_model_card=True``.
 
         Example:
             >>> model.push_to_hub("my-user/my-reranker")  # doctest: +SKIP
         """
-        if not isinstance(repo_id, str) or not repo_id.strip():
-            raise ValueError(f"repo_id must be a non-empty string like 'user/model', found {repo_id!r}")
-        from huggingface_hub import HfApi
+        from raycross.hub import push_model
 
-        api = HfApi(token=token)
-        repo_url = api.create_repo(repo_id=repo_id, private=private, exist_ok=exist_ok, repo_type="model")
-        if revision is not None:
-            api.create_branch(repo_id=repo_id, branch=revision, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
-                                       revision=revision, create_pr=create_pr)
-        logger.info("Pushed model to %s", repo_url)
-        return str(getattr(commit, "commit_url", commit))
+        return push_model(self, repo_id, token=token, private=private, safe_serialization=safe_serialization,
+                          commit_message=commit_message, local_model_path=local_model_path, exist_ok=exist_ok,
+                          replace_model_card=replace_model_card, train_datasets=train_datasets, revision=revision,
+                          create_pr=create_pr)
 
     # ------------------------------------------------------------------ legacy training
     def fit(self, train_dataloader: Any, **kwargs: Any) -> Any:
@@ -558,5 +1040,6 @@ class CrossEncoder(nn.Module):
         return _fit(self, train_dataloader, **kwargs)
 
     def __repr__(self) -> str:
+        score = f", score_head={self.score_head.extra_repr()}" if self.is_causal else ""
         return (f"CrossEncoder(model={type(self.hf_model).__name__}, num_labels={self.num_labels}, "
-                f"max_length={self.max_length}, activation_fn={fullname(self.activation_fn)})")
+                f"max_length={self.max_length}, activation_fn={fullname(self.activation_fn)}{score})")

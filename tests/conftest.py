@@ -1,4 +1,4 @@
-"""Shared test fixtures: tiny BERT models built from scratch, real data paths, one Ray instance.
+"""Shared test fixtures: tiny BERT and causal-LM models built from scratch, real data paths, one Ray instance.
 
 Everything here runs offline: models are built from a config and a vocabulary written below.
 """
@@ -83,6 +83,95 @@ def make_tiny_model(
     tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_position_embeddings)
     tokenizer.save_pretrained(path)
     return path
+
+
+def train_bpe_tokenizer(texts, vocab_size: int = 400, model_max_length: int = 128, chat_template: str | None = None):
+    """A byte-level BPE tokenizer trained on `texts` with the `tokenizers` library, as a transformers tokenizer.
+
+    "yes" and "no" are whole tokens (the default true/false tokens of causal rerankers); the special tokens are
+    ``<|endoftext|>`` (end of text and padding), ``<|im_start|>`` and ``<|im_end|>``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    backend.train_from_iterator(list(texts) + ["yes", "no"] * 50, trainer)
+    missing = [t for t in ("yes", "no") if backend.token_to_id(t) is None]
+    if missing:
+        backend.add_tokens(missing)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>", model_max_length=model_max_length)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+#: A Qwen3-Reranker-style chat template: system prompt, then the query and the document, then the question.
+RERANK_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m.role == 'system' %}<|im_start|>system {{ m.content }}<|im_end|>"
+    "{% elif m.role == 'query' %}<|im_start|>query {{ m.content }}"
+    "{% elif m.role == 'document' %} document {{ m.content }}<|im_end|>{% endif %}{% endfor %}"
+    "<|im_start|>relevant yes or no"
+)
+
+
+def make_tiny_causal_model(
+    path: str | Path,
+    arch: str = "qwen3",
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    max_position_embeddings: int = 128,
+    tokenizer=None,
+    chat_template: str | None = None,
+) -> Path:
+    """Build a tiny random ``Qwen3ForCausalLM`` / ``LlamaForCausalLM`` with a BPE tokenizer trained on the tiny
+    vocabulary (or `tokenizer`) in `path`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if tokenizer is None:
+        sentences = [" ".join(_WORDS[i : i + 12]) for i in range(0, len(_WORDS), 3)]
+        tokenizer = train_bpe_tokenizer(sentences, model_max_length=max_position_embeddings, chat_template=chat_template)
+    elif chat_template is not None:
+        tokenizer.chat_template = chat_template
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2, head_dim=hidden_size // 4,
+        max_position_embeddings=max_position_embeddings, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    if arch == "qwen3":
+        config, cls = Qwen3Config(**common, tie_word_embeddings=True), Qwen3ForCausalLM
+    elif arch == "llama":
+        config, cls = LlamaConfig(**common, tie_word_embeddings=False), LlamaForCausalLM
+    else:
+        raise ValueError(f"arch must be 'qwen3' or 'llama', found {arch!r}")
+    torch.manual_seed(seed)
+    model = cls(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_path(tmp_path_factory) -> Path:
+    """A tiny random Qwen3ForCausalLM (2 layers) with a BPE tokenizer holding "yes" and "no"."""
+    return make_tiny_causal_model(tmp_path_factory.mktemp("tiny-qwen3"), arch="qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path(tmp_path_factory) -> Path:
+    """A tiny random LlamaForCausalLM (2 layers, untied LM head) with the same kind of tokenizer."""
+    return make_tiny_causal_model(tmp_path_factory.mktemp("tiny-llama"), arch="llama", seed=1)
 
 
 @pytest.fixture(scope="module")

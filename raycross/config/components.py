@@ -1,7 +1,7 @@
 """The one resolver: a class named in a config, by registry name or dotted path, plus its arguments.
 
 Every kind of component a config names (a loss, an evaluator, an activation or a weighting scheme
-inside a loss, a model class) is found the same way, in the spirit of torchtune's ``_component_``:
+inside a loss) is found the same way, in the spirit of torchtune's ``_component_``:
 
 - a **registry name** of that kind (``BinaryCrossEntropyLoss``, ``reranking``), or one added with
   :func:`register` from Python before the config is read;
@@ -87,19 +87,12 @@ def _loss_objects() -> dict[str, Any]:
     return {n: getattr(losses, n) for n in losses.__all__ if inspect.isclass(getattr(losses, n))}
 
 
-def _models() -> dict[str, Any]:
-    from raycross.model import CrossEncoder
-
-    return {"CrossEncoder": CrossEncoder}
-
-
 KINDS: dict[str, Kind] = {
     "loss": Kind("loss", _losses),
     "evaluator": Kind("evaluator", _evaluators, aliases={
         "reranking": "CrossEncoderRerankingEvaluator", "classification": "CrossEncoderClassificationEvaluator",
         "correlation": "CrossEncoderCorrelationEvaluator", "nanobeir": "CrossEncoderNanoBEIREvaluator"}),
     "object": Kind("class", _loss_objects, hint="(use a raycross.losses name or a dotted torch path)"),
-    "model": Kind("model class", _models),
 }
 
 
@@ -180,7 +173,7 @@ def resolve(kind: str, value: Any, key: str, kwargs: Mapping[str, Any] | None = 
     """Resolve ``value`` (a name, a dotted path or ``{name, kwargs}``) to a checked :class:`Component`.
 
     Args:
-        kind: ``loss``, ``evaluator``, ``object`` or ``model`` (see :data:`KINDS`).
+        kind: ``loss``, ``evaluator`` or ``object`` (see :data:`KINDS`).
         kwargs: the arguments when given apart from the name (``{type, kwargs}`` evaluator specs).
         skip: constructor arguments the config may not set (filled by the builder).
         forwarded_to: a callable receiving the class's ``**kwargs`` (its arguments are valid keys).

@@ -23,7 +23,7 @@ from raycross.data.convert import (
     to_arrow,
     to_ray,
 )
-from raycross.data.files import DATA_SUFFIXES, data_files, is_paths, read_files, write_file
+from raycross.data.files import DATA_SUFFIXES, data_files, file_format, is_paths, read_files, write_file
 from raycross.data.spec import DatasetSpec
 
 to_ray_dataset = to_ray  # the name the README and earlier releases use
@@ -35,6 +35,7 @@ __all__ = [
     "InputExample",
     "column_names",
     "data_files",
+    "file_format",
     "first_row",
     "is_dataset_dict",
     "is_paths",

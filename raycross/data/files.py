@@ -104,7 +104,9 @@ def read_file(path: str | os.PathLike, columns: Sequence[str] | None = None) -> 
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=list(columns) if columns else None)
+        present = set(pq.read_schema(path).names)
+        wanted = [c for c in columns if c in present] if columns else None
+        table = pq.read_table(path, columns=wanted)  # only what is asked (select_columns names the rest)
     elif fmt == "csv":
         import pyarrow.csv as pcsv
 

@@ -107,7 +107,7 @@ def where(name: str) -> str:
         "eval_dataset['dev']"
     """
     kind, _, key = name.partition(":")
-    return f"{kind}_dataset" + (f"[{key!r}]" if key else "")
+    return (kind if kind == "dataset" else f"{kind}_dataset") + (f"[{key!r}]" if key else "")
 
 
 def _plain(value: Any) -> Any:

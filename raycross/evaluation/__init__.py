@@ -22,6 +22,14 @@ from raycross.evaluation import metrics
 from raycross.evaluation.base import CrossEncoderEvaluator, PairScorer, predict_scorer
 from raycross.evaluation.classification import CrossEncoderClassificationEvaluator
 from raycross.evaluation.correlation import CrossEncoderCorrelationEvaluator
+from raycross.evaluation.legacy import (
+    CEBinaryAccuracyEvaluator,
+    CEBinaryClassificationEvaluator,
+    CECorrelationEvaluator,
+    CEF1Evaluator,
+    CERerankingEvaluator,
+    CESoftmaxAccuracyEvaluator,
+)
 from raycross.evaluation.distributed import RayPairScorer, evaluate_sharded, score_pairs_with_ray, shard_range
 from raycross.evaluation.nano_beir import CrossEncoderNanoBEIREvaluator
 from raycross.evaluation.nanobeir_data import DATASET_NAME_TO_HUMAN_READABLE, load_nanobeir
@@ -29,6 +37,12 @@ from raycross.evaluation.reranking import CrossEncoderRerankingEvaluator
 from raycross.evaluation.sequential import SequentialEvaluator
 
 __all__ = [
+    "CEBinaryAccuracyEvaluator",
+    "CEBinaryClassificationEvaluator",
+    "CECorrelationEvaluator",
+    "CEF1Evaluator",
+    "CERerankingEvaluator",
+    "CESoftmaxAccuracyEvaluator",
     "DATASET_NAME_TO_HUMAN_READABLE",
     "CrossEncoderClassificationEvaluator",
     "CrossEncoderCorrelationEvaluator",

@@ -29,15 +29,18 @@ Pair = tuple[str, str]
 
 
 class PairScorer(Protocol):
-    """Anything that scores pairs with a model: ``scorer(model, pairs, batch_size=32, show_progress_bar=False)``."""
+    """Anything that scores pairs with a model: ``scorer(model, pairs, batch_size=32, show_progress_bar=False)``,
+    plus ``prompt=...`` when the evaluator sets a prompt."""
 
     def __call__(
-        self, model: Any, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None
+        self, model: Any, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray: ...
 
 
 def predict_scorer(
-    model: Any, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None
+    model: Any, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None,
+    prompt: str | None = None,
 ) -> np.ndarray:
     """Score pairs in this process with ``model.predict`` (the default scorer).
 
@@ -46,8 +49,9 @@ def predict_scorer(
     """
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.float32)
+    extra = {} if prompt is None else {"prompt": prompt}  # predict applies the model's default prompt
     scores = model.predict(
-        list(pairs), batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True
+        list(pairs), batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True, **extra
     )
     return np.asarray(scores)
 
@@ -108,6 +112,8 @@ class CrossEncoderEvaluator:
         name: prefix of every metric key, ``f"{name}_{metric}"``.
         primary_metric: the key used for model selection (prefixed after the first evaluation).
         greater_is_better: whether a higher primary metric is better.
+        prompt_name / prompt: the prompt ``predict`` puts before every pair (a name in ``model.prompts``, or
+            the text); neither means the model's default prompt, as in sentence-transformers.
 
     Subclasses implement ``pairs()`` and ``_compute(scores) -> (metrics, csv_row)``; the base class
     writes the CSV file, prefixes the keys and stores the model card data.
@@ -132,6 +138,8 @@ class CrossEncoderEvaluator:
         show_progress_bar: bool | None = None,
         write_csv: bool = True,
         scorer: PairScorer | str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"`name` must be a string, got {type(name).__name__}")
@@ -144,6 +152,11 @@ class CrossEncoderEvaluator:
         self.show_progress_bar = show_progress_bar
         self.write_csv = write_csv
         self.scorer = scorer
+        for arg, value in (("prompt_name", prompt_name), ("prompt", prompt)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"`{arg}` must be a string or None, got {type(value).__name__}")
+        self.prompt_name = prompt_name
+        self.prompt = prompt
         self.greater_is_better = True
         self.primary_metric: str | None = None
 
@@ -195,11 +208,22 @@ class CrossEncoderEvaluator:
         """The (unprefixed) values to show in the model card; the metrics themselves by default."""
         return metrics
 
+    def score_kwargs(self, model: Any) -> dict[str, Any]:
+        """``{"prompt": text}`` when this evaluator sets a prompt (checked against the model's prompt names),
+        else ``{}`` (the model's default prompt applies)."""
+        if self.prompt is None and self.prompt_name is None:
+            return {}
+        from raycross.prompts import resolve_prompt
+
+        prompts = getattr(model, "prompts", {}) or {}
+        return {"prompt": resolve_prompt(prompts, None, self.prompt, self.prompt_name) or ""}
+
     def score(self, model: Any, pairs: Sequence[Pair]) -> np.ndarray:
         """Score `pairs` with `model` through this evaluator's scorer (``model.predict`` by default)."""
         return np.asarray(
             resolve_scorer(self.scorer)(
-                model, pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+                model, pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
+                **self.score_kwargs(model),
             )
         )
 

@@ -41,6 +41,8 @@ class CrossEncoderClassificationEvaluator(CrossEncoderEvaluator):
         write_csv: append the metrics to a CSV file in ``output_path``.
         scorer: None (``model.predict``), "ray" (a Ray Data actor pool) or a callable
             ``scorer(model, pairs, batch_size=..., show_progress_bar=...)``.
+        prompt_name / prompt: the prompt put before every pair (a name in ``model.prompts`` or the text);
+            neither: the model's default prompt.
 
     Example:
         >>> evaluator = CrossEncoderClassificationEvaluator(
@@ -60,8 +62,10 @@ class CrossEncoderClassificationEvaluator(CrossEncoderEvaluator):
         show_progress_bar: bool | None = None,
         write_csv: bool = True,
         scorer: PairScorer | str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> None:
-        super().__init__(name, batch_size, show_progress_bar, write_csv, scorer)
+        super().__init__(name, batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt)
         self.sentence_pairs = validate_pairs(sentence_pairs, "sentence_pairs")
         label_array = np.asarray(labels)
         if label_array.ndim != 1 or len(label_array) != len(self.sentence_pairs):

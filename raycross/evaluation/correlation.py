@@ -29,7 +29,8 @@ class CrossEncoderCorrelationEvaluator(CrossEncoderEvaluator):
     Args:
         sentence_pairs: list of (text_a, text_b).
         scores: one gold score per pair.
-        name, batch_size, show_progress_bar, write_csv, scorer: as in every raycross evaluator.
+        name, batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt: as in every
+            raycross evaluator.
 
     Example:
         >>> evaluator = CrossEncoderCorrelationEvaluator(
@@ -49,8 +50,10 @@ class CrossEncoderCorrelationEvaluator(CrossEncoderEvaluator):
         show_progress_bar: bool | None = None,
         write_csv: bool = True,
         scorer: PairScorer | str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> None:
-        super().__init__(name, batch_size, show_progress_bar, write_csv, scorer)
+        super().__init__(name, batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt)
         self.sentence_pairs = validate_pairs(sentence_pairs, "sentence_pairs")
         gold = np.asarray(scores, dtype=np.float64)
         if gold.ndim != 1 or len(gold) != len(self.sentence_pairs):

@@ -56,7 +56,8 @@ def _model_payload(model: Any) -> dict[str, Any]:
 class _PairScoringActor:
     """Ray Data callable class: loads the CrossEncoder once, then scores batches of pairs."""
 
-    def __init__(self, payload: Any, predict_batch_size: int, num_threads: int, model_kwargs: dict[str, Any]):
+    def __init__(self, payload: Any, predict_batch_size: int, num_threads: int, model_kwargs: dict[str, Any],
+                 prompt: str | None = None):
         import ray
         import torch
 
@@ -66,6 +67,7 @@ class _PairScoringActor:
             payload = ray.get(payload)
         torch.set_num_threads(max(1, num_threads))
         self.predict_batch_size = predict_batch_size
+        self.predict_kwargs = {} if prompt is None else {"prompt": prompt}
         if "path" in payload:
             self.model = CrossEncoder(payload["path"], **model_kwargs)
         else:
@@ -82,7 +84,8 @@ class _PairScoringActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pairs = list(zip(batch["text_a"].tolist(), batch["text_b"].tolist()))
         scores = self.model.predict(
-            pairs, batch_size=self.predict_batch_size, show_progress_bar=False, convert_to_numpy=True
+            pairs, batch_size=self.predict_batch_size, show_progress_bar=False, convert_to_numpy=True,
+            **self.predict_kwargs,
         )
         return {"index": batch["index"], "score": np.asarray(scores, dtype=np.float32)}
 
@@ -96,6 +99,7 @@ def score_pairs_with_ray(
     num_gpus_per_actor: float = 0.0,
     rows_per_task: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    prompt: str | None = None,
 ) -> np.ndarray:
     """Score `pairs` with a CrossEncoder on a Ray Data actor pool; scores come back in input order.
 
@@ -109,6 +113,7 @@ def score_pairs_with_ray(
         rows_per_task: rows per Ray Data batch handed to an actor (default: spread over the actors, at
             least `batch_size`, at most 4096).
         model_kwargs: extra ``CrossEncoder`` arguments for the actors (e.g. ``{"device": "cpu"}``).
+        prompt: passed to ``predict`` (None: the model's default prompt).
 
     Returns:
         np.ndarray of shape (n,) for a 1-label model or (n, num_labels).
@@ -152,6 +157,7 @@ def score_pairs_with_ray(
             "predict_batch_size": batch_size,
             "num_threads": max(1, int(num_cpus_per_actor)),
             "model_kwargs": model_kwargs,
+            "prompt": prompt,
         },
         batch_size=rows_per_task,
         batch_format="numpy",
@@ -195,7 +201,8 @@ class RayPairScorer:
         self.model_kwargs = model_kwargs
 
     def __call__(
-        self, model: Any, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None
+        self, model: Any, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray:
         return score_pairs_with_ray(
             model,
@@ -206,6 +213,7 @@ class RayPairScorer:
             num_gpus_per_actor=self.num_gpus_per_actor,
             rows_per_task=self.rows_per_task,
             model_kwargs=self.model_kwargs,
+            prompt=prompt,
         )
 
 
@@ -305,7 +313,8 @@ def evaluate_sharded(
     start, end = shard_range(len(pairs), rank, world_size)
     score = scorer or predict_scorer
     with _unwrapped_for_inference(model) as bare:
-        local = np.asarray(score(bare, pairs[start:end], batch_size=evaluator.batch_size, show_progress_bar=False))
+        local = np.asarray(score(bare, pairs[start:end], batch_size=evaluator.batch_size, show_progress_bar=False,
+                                 **evaluator.score_kwargs(bare)))
     shards = all_gather(local)
     if len(shards) != world_size:
         raise RuntimeError(f"all_gather returned {len(shards)} shards for world_size={world_size}")

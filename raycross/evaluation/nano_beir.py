@@ -43,7 +43,8 @@ class CrossEncoderNanoBEIREvaluator(CrossEncoderEvaluator):
         always_rerank_positives: True adds every positive to the reranked list (max 1.0); False is the
             realistic mode where positives that BM25 missed count as misses.
         graded: use the qrels ``score`` column as NDCG gains (beyond sentence-transformers).
-        batch_size, show_progress_bar, write_csv, scorer: as in every raycross evaluator.
+        batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt: as in every
+            raycross evaluator.
         aggregate_fn: list of per-data-set values -> one value (default ``np.mean``).
         aggregate_key: name of the aggregate in the keys (default ``"mean"``).
 
@@ -65,13 +66,15 @@ class CrossEncoderNanoBEIREvaluator(CrossEncoderEvaluator):
         show_progress_bar: bool = False,
         write_csv: bool = True,
         scorer: PairScorer | str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         aggregate_fn: Callable[[list[float]], float] = np.mean,
         aggregate_key: str = "mean",
         graded: bool = False,
     ) -> None:
         if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
             raise ValueError(f"`rerank_k` must be an integer >= 1, got {rerank_k!r}")
-        super().__init__(f"NanoBEIR_R{rerank_k:d}_{aggregate_key}", batch_size, show_progress_bar, write_csv, scorer)
+        super().__init__(f"NanoBEIR_R{rerank_k:d}_{aggregate_key}", batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt)
         if dataset_names is None:
             # As in sentence-transformers: argument retrieval (arguana, touche2020) is a different task.
             dataset_names = [n for n in DATASET_NAME_TO_HUMAN_READABLE if n not in ("arguana", "touche2020")]
@@ -117,6 +120,8 @@ class CrossEncoderNanoBEIREvaluator(CrossEncoderEvaluator):
             batch_size=self.batch_size,
             show_progress_bar=self.show_progress_bar,
             write_csv=self.write_csv,
+            prompt_name=self.prompt_name,
+            prompt=self.prompt,
         )
 
     def pairs(self) -> list[Pair]:

@@ -145,7 +145,8 @@ class CrossEncoderRerankingEvaluator(CrossEncoderEvaluator):
         samples: list (or dict of) samples as above.
         at_k: cutoff of MRR and NDCG.
         always_rerank_positives: see above.
-        name, batch_size, show_progress_bar, write_csv, scorer: as in every raycross evaluator.
+        name, batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt: as in every
+            raycross evaluator.
         mrr_at_k: deprecated alias of `at_k`.
 
     Example:
@@ -168,9 +169,11 @@ class CrossEncoderRerankingEvaluator(CrossEncoderEvaluator):
         show_progress_bar: bool = False,
         write_csv: bool = True,
         scorer: PairScorer | str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         mrr_at_k: int | None = None,
     ) -> None:
-        super().__init__(name, batch_size, show_progress_bar, write_csv, scorer)
+        super().__init__(name, batch_size, show_progress_bar, write_csv, scorer, prompt_name, prompt)
         if mrr_at_k is not None:
             logger.warning("The `mrr_at_k` parameter is deprecated; use `at_k=%s` instead.", mrr_at_k)
             at_k = mrr_at_k

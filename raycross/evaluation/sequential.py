@@ -60,11 +60,18 @@ class SequentialEvaluator(CrossEncoderEvaluator):
 
     @property
     def supports_pairs(self) -> bool:
-        return all(supports_pairs(evaluator) for evaluator in self.evaluators)
+        # one scoring pass over every evaluator's pairs needs one prompt setting for all of them
+        prompts = {(getattr(e, "prompt_name", None), getattr(e, "prompt", None)) for e in self.evaluators}
+        return len(prompts) <= 1 and all(supports_pairs(evaluator) for evaluator in self.evaluators)
+
+    def score_kwargs(self, model: Any) -> dict[str, Any]:
+        return self.evaluators[0].score_kwargs(model) if self.evaluators else {}
 
     def pairs(self) -> list[Pair]:
         if not self.supports_pairs:
-            bad = next(type(e).__name__ for e in self.evaluators if not supports_pairs(e))
+            bad = next((type(e).__name__ for e in self.evaluators if not supports_pairs(e)), None)
+            if bad is None:
+                raise TypeError("SequentialEvaluator.pairs() needs one prompt setting for all its evaluators")
             raise TypeError(f"SequentialEvaluator.pairs() needs raycross evaluators, but one is a {bad}")
         return [pair for evaluator in self.evaluators for pair in evaluator.pairs()]
 

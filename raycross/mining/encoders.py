@@ -19,6 +19,10 @@ ROLES = ("query", "document")
 
 
 def _is_sentence_transformer(model: Any) -> bool:
+    """A sentence-transformers model: ``encode`` (+ similarity, prompts), or a 6.x model that only offers
+    ``encode_query`` / ``encode_document``."""
+    if hasattr(model, "encode_query") and hasattr(model, "encode_document"):
+        return True
     return hasattr(model, "encode") and hasattr(model, "similarity") and hasattr(model, "prompts")
 
 
@@ -130,7 +134,8 @@ class LoadedEncoder:
                 texts, batch_size=self.spec.batch_size, prompt=prompt, prompt_name=prompt_name, role=role
             )
         elif kind == "sentence_transformers":
-            method = getattr(self.model, "encode_query" if role == "query" else "encode_document", self.model.encode)
+            method = getattr(self.model, "encode_query" if role == "query" else "encode_document", None)
+            method = method or self.model.encode
             emb = method(
                 texts,
                 batch_size=self.spec.batch_size,

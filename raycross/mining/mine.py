@@ -165,8 +165,9 @@ def mine_hard_negatives(
         range_min, range_max: candidate rank window; range_max defaults to range_min + num_negatives +
             max positives (x10 num_negatives when a margin or max_score, or min_score with a cross-encoder, is set).
         max_score, min_score: drop candidates scoring above / below.
-        absolute_margin: drop candidates with ``score + margin > positive score`` (>= 0).
-        relative_margin: drop candidates with ``score > p - |p| * margin`` (>= 0; sign-safe).
+        absolute_margin: drop candidates with ``score + margin > positive score`` (a negative margin keeps
+            candidates scoring up to ``|margin|`` above the positive, as in sentence-transformers).
+        relative_margin: drop candidates with ``score > p - |p| * margin`` (sign-safe; negative values allowed).
             With several positives, p is the smallest positive score.
         num_negatives: negatives per anchor. sampling_strategy: "top" or "random".
         query_prompt, query_prompt_name, corpus_prompt, corpus_prompt_name: prompts for anchors / corpus.
@@ -206,6 +207,10 @@ def mine_hard_negatives(
         ['query', 'answer', 'negative']
     """
     # ---- validate everything before loading a model or starting an actor
+    from raycross.data.iterable import check_not_iterable
+
+    check_not_iterable(dataset, "dataset")
+    check_not_iterable(corpus, "corpus")
     if as_triplets is not None:
         output_format = "triplet" if as_triplets else "n-tuple"
         logger.warning("as_triplets is deprecated; use output_format. Setting output_format=%r.", output_format)

@@ -63,12 +63,11 @@ class MiningOptions:
         _check_int("seed", opts.seed, 0)
         for name in ("max_score", "min_score", "absolute_margin", "relative_margin"):
             _check_number(name, getattr(opts, name))
-        if opts.absolute_margin is not None and opts.absolute_margin < 0:
-            raise ValueError(f"absolute_margin: expected a value >= 0, found {opts.absolute_margin}")
-        if opts.relative_margin is not None and opts.relative_margin < 0:
-            raise ValueError(f"relative_margin: expected a value >= 0, found {opts.relative_margin}")
+        # sentence-transformers 6.2 accepts negative margins (they loosen the filter) and min_score > max_score
+        # (nothing passes both bounds); so does raycross, with a warning for the empty window
         if opts.min_score is not None and opts.max_score is not None and opts.min_score > opts.max_score:
-            raise ValueError(f"min_score ({opts.min_score}) must not exceed max_score ({opts.max_score})")
+            logger.warning("min_score (%s) > max_score (%s): no candidate can pass both bounds, so no negatives "
+                           "will be mined", opts.min_score, opts.max_score)
         if opts.sampling_strategy not in SAMPLING_STRATEGIES:
             raise ValueError(
                 f"sampling_strategy: expected one of {SAMPLING_STRATEGIES}, found {opts.sampling_strategy!r}"

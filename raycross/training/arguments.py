@@ -11,12 +11,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class _StrEnum(str, Enum):
@@ -87,7 +90,19 @@ class SchedulerType(_StrEnum):
     CONSTANT_WITH_WARMUP = "constant_with_warmup"
 
 
+class HubStrategy(_StrEnum):
+    """What ``push_to_hub=True`` uploads and when (transformers' values): ``end`` (the final model),
+    ``every_save`` (also the model at every checkpoint), ``checkpoint`` (also the latest checkpoint under
+    ``last-checkpoint/``) or ``all_checkpoints`` (every checkpoint in its own folder)."""
+
+    END = "end"
+    EVERY_SAVE = "every_save"
+    CHECKPOINT = "checkpoint"
+    ALL_CHECKPOINTS = "all_checkpoints"
+
+
 _ENUM_FIELDS = {
+    "hub_strategy": HubStrategy,
     "batch_sampler": BatchSamplers,
     "multi_dataset_batch_sampler": MultiDatasetBatchSamplers,
     "eval_strategy": IntervalStrategy,
@@ -115,6 +130,13 @@ class CrossEncoderTrainingArguments:
         max_failures: how many times a failed worker group is restarted from the last checkpoint.
         shard_eval: split the evaluation data and the evaluator's pairs over the workers.
         ddp_find_unused_parameters: DDP option for models with parameters a loss does not use.
+        parallel_strategy: ``"ddp"`` (default: every worker holds the whole model) or ``"fsdp"`` (FSDP2:
+            parameters, gradients and optimizer state sharded over the workers, one unit per transformer
+            layer; bf16 via a mixed-precision policy; sharded checkpoints that resume on any worker count).
+
+    Adapter arguments: ``lora_config`` (a peft ``LoraConfig`` or a dict of its arguments) adds a LoRA
+    adapter before training: only the adapter and the scoring head train, checkpoints hold only them, and
+    the final model is adapter-only unless ``merge_adapter=True`` (a plain model with the adapter merged).
 
     Data arguments beyond sentence-transformers: ``prefetch_batches`` (batches gathered and tokenized
     ahead in a background thread; 0 = inline) and ``group_by_length`` (the transformers option: batches
@@ -165,6 +187,13 @@ class CrossEncoderTrainingArguments:
     report_to: str | list[str] | None = "none"
     run_name: str | None = None
     disable_tqdm: bool = False
+    # --- hub (uploads through huggingface_hub; see raycross.hub)
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_strategy: HubStrategy | str = "every_save"
+    hub_token: str | None = None
+    hub_private_repo: bool | None = None
+    hub_revision: str | None = None
     # --- data
     seed: int = 42
     batch_sampler: BatchSamplers | str = "batch_sampler"
@@ -173,6 +202,10 @@ class CrossEncoderTrainingArguments:
     group_by_length: bool = False
     prefetch_batches: int = 2
     ddp_find_unused_parameters: bool = False
+    # --- big models
+    parallel_strategy: str = "ddp"
+    lora_config: Any = None
+    merge_adapter: bool = False
     # --- Ray
     num_workers: int = 0
     use_gpu: bool | None = None
@@ -192,6 +225,7 @@ class CrossEncoderTrainingArguments:
         self._check_steps()
         if self.fp16 and self.bf16:
             raise ValueError("fp16 and bf16: at most one can be True, found both True")
+        self._check_parallel_strategy()
         if self.eval_strategy is IntervalStrategy.STEPS and not self.eval_steps:
             # transformers falls back to logging_steps
             self.eval_steps = self.logging_steps
@@ -239,6 +273,24 @@ class CrossEncoderTrainingArguments:
             raise ValueError(
                 f"resources_per_worker: expected a dict like {{'CPU': 1, 'GPU': 1}}, found {self.resources_per_worker!r}"
             )
+
+    def _check_parallel_strategy(self) -> None:
+        if self.parallel_strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel_strategy: expected 'ddp' or 'fsdp', found {self.parallel_strategy!r}")
+        if self.parallel_strategy == "fsdp" and self.num_workers == 0:
+            raise ValueError(
+                "parallel_strategy='fsdp' shards the model over Ray Train workers: set num_workers >= 1, "
+                "found num_workers=0 (in-process training)"
+            )
+        if self.parallel_strategy == "fsdp" and self.fp16:
+            raise ValueError("parallel_strategy='fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
+                             "found fp16=True")
+        if self.lora_config is not None and not isinstance(self.lora_config, dict) \
+                and type(self.lora_config).__name__ != "LoraConfig" and not hasattr(self.lora_config, "peft_type"):
+            raise TypeError(f"lora_config: expected a peft LoraConfig or a dict of its arguments, "
+                            f"found {type(self.lora_config).__name__}")
+        if self.merge_adapter and self.lora_config is None:
+            logger.debug("merge_adapter=True without lora_config: applies only to a model that has an adapter")
 
     def _check_numbers(self) -> None:
         if self.max_steps == -1 and not self.num_train_epochs > 0:
@@ -346,7 +398,11 @@ class CrossEncoderTrainingArguments:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "lora_config" and value is not None and not isinstance(value, dict):
+                value = {k: (sorted(v) if isinstance(v, set) else v) for k, v in value.to_dict().items()}
             out[f.name] = value.value if isinstance(value, Enum) else value
+        if out.get("hub_token"):  # never written to training_args.json or a model card
+            out["hub_token"] = "<HUB_TOKEN>"
         return out
 
     def non_default_dict(self) -> dict[str, Any]:

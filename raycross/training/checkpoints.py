@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from raycross.training.progress import PROGRESS
+
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 SCALER = "scaler.pt"
 TRAINING_ARGS = "training_args.json"
-PROGRESS = "raycross_progress.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILES = (OPTIMIZER, SCHEDULER, SCALER, TRAINER_STATE, TRAINING_ARGS, PROGRESS)
 
@@ -106,12 +107,6 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
 
 
-def read_progress(checkpoint_dir: str | Path) -> dict[str, Any]:
-    """raycross's part of a checkpoint's state: data position, reported metrics, finished flag."""
-    path = Path(checkpoint_dir) / PROGRESS
-    return read_json(path) if path.is_file() else {}
-
-
 CHECKPOINT_SCORE = "checkpoint_score"
 """Reported with every checkpoint when a best metric is tracked: the metric's value if the checkpoint's
 weights were evaluated at its step, else the worst value. Rotation ranks by it, so a checkpoint that
@@ -168,12 +163,26 @@ def model_only_files(checkpoint_dir: str | Path) -> list[Path]:
 
 
 def load_model_weights(hf_model: torch.nn.Module, directory: str | Path) -> None:
-    """Load the weights saved by ``save_pretrained`` in `directory` into `hf_model` (in place, same device).
+    """Load the weights saved by ``save_pretrained`` in `directory` into `hf_model` (in place, same device):
+    a full model, an adapter-only save (adapter + head, into the model's adapter), or an FSDP sharded
+    checkpoint (gathered into the unsharded `hf_model`).
 
     Example:
         >>> load_model_weights(model.hf_model, "out/checkpoint-500")  # doctest: +SKIP
     """
     directory = Path(directory)
+    from raycross import adapters
+    from raycross.training import fsdp
+
+    if fsdp.is_sharded_checkpoint(directory):
+        fsdp.load_full_state(hf_model, directory)
+        return
+    if (directory / adapters.ADAPTER_WEIGHTS).is_file():
+        names = adapters.adapter_names(hf_model)
+        if not names:
+            raise ValueError(f"checkpoint {directory} holds an adapter, but the model has none to load it into")
+        adapters.load_adapter_weights(hf_model, directory, names[0])
+        return
     if (directory / "model.safetensors.index.json").is_file() or (directory / "pytorch_model.bin.index.json").is_file():
         from transformers.modeling_utils import load_sharded_checkpoint
 
@@ -208,10 +217,9 @@ def clear_checkpoints(run_dir: str) -> list[str]:
     """
     import pyarrow.fs as pafs
 
-    if "://" in run_dir:
-        fs, root = pafs.FileSystem.from_uri(run_dir)
-    else:
-        fs, root = pafs.LocalFileSystem(), str(Path(run_dir).absolute())
+    from raycross.training.location import filesystem_of
+
+    fs, root = filesystem_of(run_dir)
     deleted = []
     for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
         name = info.base_name

@@ -5,16 +5,15 @@ wait for the others) and the metrics are shared with every worker; with ``shard_
 evaluates its part of the eval data and of the evaluator's pairs, and the results are combined.
 
 Example:
-    >>> metrics = evaluate_model(loop, epoch=1.0, step=500)  # doctest: +SKIP
+    >>> metrics = evaluate_model(model, {"eval": shard}, {"eval": loss}, 32, evaluator)  # doctest: +SKIP
     >>> sorted(metrics)  # doctest: +SKIP
     ['eval_loss', 'eval_wordnet_ndcg@10', ...]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -69,42 +68,94 @@ def loss_sums(loss: Any, shard: Shard, batch_size: int, autocast: Any) -> tuple[
     return total, float(rows)
 
 
-def evaluate_model(loop: Any, epoch: float, step: int) -> dict[str, float]:
-    """All evaluation metrics of a training loop at this point, identical on every worker."""
-    job, rt, args = loop.job, loop.rt, loop.args
+def evaluate_model(
+    model: Any,
+    shards: dict[str, Shard],
+    losses: dict[str, Any],
+    batch_size: int,
+    evaluator: Any = None,
+    *,
+    single_eval: bool = True,
+    autocast: Callable[[], Any] = nullcontext,
+    quiet_losses: list[Any] | None = None,
+    workers: Any = None,
+    shard_eval: bool = False,
+    output_path: str | None = None,
+    epoch: float | None = None,
+    step: int | None = None,
+) -> dict[str, float]:
+    """All evaluation metrics of `model`: the loss on every eval dataset and the evaluator's metrics.
+
+    Used by the training loop (on every worker: the result is identical everywhere) and by
+    ``CrossEncoderTrainer.evaluate`` (in this process).
+
+    Args:
+        model: the CrossEncoder (possibly DDP-wrapped; evaluation runs on the bare model).
+        shards: eval dataset name -> its rows here (a missing name: this worker computes no loss for it).
+        losses: eval dataset name -> its loss; the keys give the metric names and their order.
+        batch_size: rows per forward pass.
+        evaluator: a raycross evaluator, or None.
+        single_eval: one eval dataset reported as ``eval_loss`` (else ``eval_<name>_loss``).
+        autocast: a factory of the mixed-precision context of the run (see :func:`autocast_for`).
+        quiet_losses: losses whose cross-worker gathering is switched off meanwhile (default: `losses`).
+        workers: collectives (``rank``, ``world_size``, ``all_reduce_sum``, ``broadcast``, ``all_gather``);
+            default: this process alone.
+        shard_eval: every worker evaluates its part (else rank 0 alone, result shared).
+        output_path, epoch, step: passed to the evaluator (CSV output, epoch/step columns).
+
+    Example:
+        >>> evaluate_model(model, {"eval": shard}, {"eval": loss}, 32)  # doctest: +SKIP
+        {'eval_loss': 0.41}
+    """
+    from raycross.training.runtime import SingleProcess
+
+    workers = workers if workers is not None else SingleProcess()
     metrics: dict[str, float] = {}
-    losses = list({id(l): l for l in [*job.losses.values(), *job.eval_losses.values()]}.values())
-    with inference_mode(loop.model, losses):
-        if job.eval_specs:
-            names = list(job.eval_specs)
+    quiet = quiet_losses if quiet_losses is not None else list(losses.values())
+    with inference_mode(model, list({id(l): l for l in quiet}.values())):
+        if losses:
+            names = list(losses)
             sums: list[float] = []
             for name in names:
-                computes = args.shard_eval or loop.is_main
-                total, rows = (loss_sums(job.eval_losses[name], loop.eval_shards[name],
-                                         args.per_device_eval_batch_size, loop._autocast)
-                               if computes else (0.0, 0.0))
+                shard = shards.get(name)
+                total, rows = loss_sums(losses[name], shard, batch_size, autocast) if shard is not None else (0.0, 0.0)
                 sums += [total, rows]
             # a sum over workers: shards add up; without sharding only rank 0 contributes
-            sums = rt.all_reduce_sum(sums)
+            sums = workers.all_reduce_sum(sums)
             for i, name in enumerate(names):
-                key = "eval_loss" if job.single_eval else f"eval_{name}_loss"
+                key = "eval_loss" if single_eval else f"eval_{name}_loss"
                 metrics[key] = sums[2 * i] / max(sums[2 * i + 1], 1.0)
-        if job.evaluator is not None:
-            metrics.update({f"eval_{k}": v for k, v in _run_evaluator(loop, epoch, step).items()})
+        if evaluator is not None:
+            result = _run_evaluator(evaluator, model, workers, shard_eval, output_path, epoch, step)
+            metrics.update({f"eval_{k}": v for k, v in result.items()})
     return metrics
 
 
-def _run_evaluator(loop: Any, epoch: float, step: int) -> dict[str, float]:
+def _run_evaluator(evaluator: Any, model: Any, workers: Any, shard_eval: bool, output_path: str | None,
+                   epoch: float | None, step: int | None) -> dict[str, float]:
     from raycross.evaluation.distributed import evaluate_sharded
 
-    job, rt, args = loop.job, loop.rt, loop.args
-    output_path = str(Path(args.output_dir) / "eval") if not rt.is_ray else None
-    if args.shard_eval:
-        result = evaluate_sharded(job.evaluator, loop.model, output_path, epoch=epoch, steps=step,
-                                  rank=rt.rank, world_size=rt.world_size, all_gather=rt.all_gather)
+    kwargs = {} if epoch is None else {"epoch": epoch, "steps": step}
+    if shard_eval:
+        result = evaluate_sharded(evaluator, model, output_path, rank=workers.rank, world_size=workers.world_size,
+                                  all_gather=workers.all_gather, **kwargs)
     else:
-        result = job.evaluator(loop.model, output_path=output_path, epoch=epoch, steps=step) if loop.is_main else None
-        result = rt.broadcast(result)
+        result = evaluator(model, output_path=output_path, **kwargs) if workers.rank == 0 else None
+        result = workers.broadcast(result)
     if not isinstance(result, dict):
-        result = {"evaluator": float(result)}
+        result = {getattr(evaluator, "primary_metric", None) or "evaluator": float(result)}
     return {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.number))}
+
+
+def autocast_for(bf16: bool, fp16: bool, device_type: str) -> Callable[[], Any]:
+    """A factory of the run's mixed-precision context (bf16 / fp16 autocast, else none).
+
+    Example:
+        >>> with autocast_for(False, False, "cpu")():
+        ...     pass
+    """
+    if bf16:
+        return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
+    if fp16:
+        return lambda: torch.autocast(device_type, dtype=torch.float16)
+    return nullcontext

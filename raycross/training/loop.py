@@ -38,7 +38,6 @@ from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCa
 from raycross.training.checkpoints import (
     CHECKPOINT_SCORE,
     OPTIMIZER,
-    PROGRESS,
     SCALER,
     SCHEDULER,
     TRAINER_STATE,
@@ -46,11 +45,13 @@ from raycross.training.checkpoints import (
     capture_rng,
     checkpoint_score,
     load_model_weights,
-    read_json,
     restore_rng,
     rng_file,
     write_json,
 )
+from raycross.training import fsdp
+from raycross.training.evaluate import autocast_for, evaluate_model
+from raycross.training.progress import Progress
 from raycross.training.optim import create_optimizer, create_scheduler
 from raycross.training.samplers import (
     ShardSampler,
@@ -165,11 +166,13 @@ class TrainingLoop:
                 hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.rt.prepare_model(model, find_unused_parameters=args.ddp_find_unused_parameters)
+        self.rt.prepare_model(model, find_unused_parameters=args.ddp_find_unused_parameters,
+                              parallel_strategy=args.parallel_strategy, bf16=args.bf16)
         for loss in {id(l): l for l in [*self.job.losses.values(), *self.job.eval_losses.values()]}.values():
             loss.to(self.rt.device)
         model.train()
         self.ddp = model.model is not model.hf_model
+        self.sharded = fsdp.is_sharded(model.hf_model)
 
     def _setup_data(self) -> None:
         args = self.args
@@ -234,6 +237,10 @@ class TrainingLoop:
             built_in.append(ProgressCallback())
         if "tensorboard" in self.args.report_to:
             built_in.append(TensorBoardCallback())
+        if self.args.push_to_hub and self.is_main:
+            from raycross.hub import HubPushCallback, HubPusher
+
+            built_in.append(HubPushCallback(HubPusher(self.args)))
         return built_in + list(self.job.callbacks)
 
     # ------------------------------------------------------------------ resume
@@ -242,15 +249,20 @@ class TrainingLoop:
             if directory is None:
                 return
             directory = Path(directory)
-            progress = read_json(directory / PROGRESS)
-            load_model_weights(self.model.hf_model, directory)
+            progress = Progress.read(directory)
             device = self.rt.device
-            if (directory / OPTIMIZER).is_file():
+            if self.sharded:  # any worker count wrote it: DCP reshards model and optimizer state
+                fsdp.load_sharded(directory, self.model.hf_model, self.optimizer, trainable_only=self.model.has_adapter)
+                if (directory / SCHEDULER).is_file():
+                    self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
+            elif (directory / OPTIMIZER).is_file():
+                load_model_weights(self.model.hf_model, directory)
                 self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER, map_location=device, weights_only=False))
                 self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
                 if self.scaler is not None and (directory / SCALER).is_file():
                     self.scaler.load_state_dict(torch.load(directory / SCALER, weights_only=False))
             else:
+                load_model_weights(self.model.hf_model, directory)
                 logger.warning("checkpoint %s has no optimizer state (save_only_model=True): fresh optimizer", directory)
             rng = directory / rng_file(self.rt.rank)
             if rng.is_file():
@@ -259,12 +271,20 @@ class TrainingLoop:
             for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
                         "best_model_checkpoint", "num_input_tokens_seen"):
                 setattr(self.state, key, getattr(saved, key))
-            self.position = (int(progress["epoch"]), int(progress["micro_step"]))
-            self.last_eval_metrics = dict(progress.get("eval_metrics", {}))
-            self.last_eval_step = int(progress.get("last_eval_step", -1))
+            self.position = (progress.epoch, progress.micro_step)
+            if progress.world_size != self.rt.world_size and progress.micro_step:
+                # the same share of the epoch's rows done: micro-batches count per worker
+                done = math.ceil(progress.micro_step * progress.world_size / self.rt.world_size)
+                self.position = (progress.epoch, done)
+                if self.is_main:
+                    logger.info("Checkpoint written by %d workers, resuming on %d: micro-batch %d of epoch %d "
+                                "becomes %d", progress.world_size, self.rt.world_size, progress.micro_step,
+                                progress.epoch, done)
+            self.last_eval_metrics = dict(progress.eval_metrics)
+            self.last_eval_step = progress.last_eval_step
             self.last_save_step = self.state.global_step
-            self.last_checkpoint = progress.get("path")
-            self.finished = bool(progress.get("finished", False)) or self.state.global_step >= self.max_steps
+            self.last_checkpoint = progress.path
+            self.finished = progress.finished or self.state.global_step >= self.max_steps
             if self.is_main:
                 logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
                             self.state.global_step, *self.position)
@@ -324,6 +344,8 @@ class TrainingLoop:
             # forward + backward of one micro-batch (DDP all-reduces gradients on the group's last one)
             cache.start_step(batch.features)
             sync = nullcontext() if (last_in_group or not self.ddp) else self.model.model.no_sync()
+            if self.sharded:
+                fsdp.set_gradient_sync(self.model.hf_model, last_in_group)
             with sync:
                 with self._autocast():
                     out = self.job.losses[batch.dataset](batch.inputs, batch.labels)
@@ -357,17 +379,15 @@ class TrainingLoop:
         return stop or state.global_step >= self.max_steps
 
     def _autocast(self) -> Any:
-        if self.args.bf16:
-            return torch.autocast(self.rt.device.type, dtype=torch.bfloat16)
-        if self.args.fp16:
-            return torch.autocast(self.rt.device.type, dtype=torch.float16)
-        return nullcontext()
+        return autocast_for(self.args.bf16, self.args.fp16, self.rt.device.type)()
 
     def _optimizer_step(self) -> torch.Tensor:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.args.max_grad_norm if self.args.max_grad_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor over the shards
+            grad_norm = grad_norm.full_tensor()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -435,10 +455,18 @@ class TrainingLoop:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
         """Evaluation loss per eval dataset + the evaluator; identical metrics on every worker."""
-        from raycross.training.evaluate import evaluate_model
-
+        job, args = self.job, self.args
         started = time.perf_counter()
-        metrics = evaluate_model(self, epoch=self.state.epoch, step=self.state.global_step)
+        # FSDP: every worker gathers the parameters, then evaluates (or waits) without collectives
+        with fsdp.gathered(self.model.hf_model) if self.sharded else nullcontext():
+            metrics = evaluate_model(
+                self.model, self.eval_shards, job.eval_losses, args.per_device_eval_batch_size, job.evaluator,
+                single_eval=job.single_eval, autocast=self._autocast,
+                quiet_losses=[*job.losses.values(), *job.eval_losses.values()], workers=self.rt,
+                shard_eval=args.shard_eval,
+                output_path=None if self.rt.is_ray else str(Path(args.output_dir) / "eval"),
+                epoch=self.state.epoch, step=self.state.global_step,
+            )
         metrics["eval_runtime"] = round(time.perf_counter() - started, 4)
         self.last_eval_metrics = metrics
         self.last_eval_step = self.state.global_step
@@ -484,23 +512,30 @@ class TrainingLoop:
             state.best_model_checkpoint = path
         with self.rt.checkpoint(name, metrics) as directory:
             torch.save(capture_rng(), directory / rng_file(self.rt.rank))
-            if self.is_main:
+            if self.sharded:  # every worker writes its shards (only adapter + head with an adapter)
+                optimizer = None if self.args.save_only_model else self.optimizer
+                fsdp.save_sharded(directory, self.model.hf_model, optimizer, trainable_only=self.model.has_adapter)
+            if self.is_main and self.sharded:
+                torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
+            elif self.is_main:
                 self.model.save_pretrained(directory)
                 if not self.args.save_only_model:
                     torch.save(self.optimizer.state_dict(), directory / OPTIMIZER)
                     torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
                     if self.scaler is not None:
                         torch.save(self.scaler.state_dict(), directory / SCALER)
+            if self.is_main:
                 state.save_to_json(str(directory / TRAINER_STATE))
                 write_json(directory / TRAINING_ARGS, self.args.to_dict())
-                write_json(directory / PROGRESS, {
-                    "epoch": self.position[0], "micro_step": self.position[1], "metrics": metrics,
-                    "eval_metrics": self.last_eval_metrics, "last_eval_step": self.last_eval_step,
-                    "finished": state.global_step >= self.max_steps, "world_size": self.rt.world_size,
-                    "path": path,
-                })
+                Progress(
+                    epoch=self.position[0], micro_step=self.position[1], metrics=metrics,
+                    eval_metrics=self.last_eval_metrics, last_eval_step=self.last_eval_step,
+                    finished=state.global_step >= self.max_steps, world_size=self.rt.world_size,
+                    max_steps=self.max_steps, path=path,
+                ).write(directory)
         self.last_checkpoint = self.rt.last_checkpoint or path
-        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model)
+        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,
+                                         checkpoint_dir=self.last_checkpoint)
 
     def _evaluates(self) -> bool:
         """Whether this run evaluates at all (an eval dataset or an evaluator, and an eval strategy)."""
@@ -509,7 +544,7 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ end of training
     def _finish(self, runtime_s: float, steps_done: int) -> dict[str, float]:
-        """Final evaluation and checkpoint when due, summary metrics, best model back in place (in-process)."""
+        """Final evaluation and checkpoint when due, summary metrics (the driver restores the best model)."""
         args, state = self.args, self.state
         if self._evaluates() and self.last_eval_step != state.global_step:
             self.evaluate()
@@ -532,13 +567,6 @@ class TrainingLoop:
         elif self.rt.is_ray and not self.finished:
             # the last checkpoint predates the summary line: the driver takes it from this last report
             self.rt.report({**summary, "step": state.global_step, "epoch": state.epoch})
-        if args.load_best_model_at_end and state.best_model_checkpoint and not self.rt.is_ray:
-            # in-process: the trainer's model object is the trained one; Ray runs export on the driver
-            if self.is_main:
-                logger.info("Loading the best model from %s (%s=%s)", state.best_model_checkpoint,
-                            self.job.metric_key, state.best_metric)
-            with self.rt.open_checkpoint(state.best_model_checkpoint) as directory:
-                load_model_weights(self.model.hf_model, directory)
         return {**summary, **self.last_eval_metrics}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import platform
 from typing import Any
 
 from raycross.data import DatasetSpec
@@ -87,54 +86,30 @@ def generate_model_card(
     eval_losses: dict[str, Any] | None = None,
     primary_metrics: list[str] | None = None,
 ) -> str:
-    """Markdown model card with YAML front matter (sentence-transformers style)."""
-    import torch
-    import transformers
+    """Record the run in ``model.model_card_data`` (tags, datasets, losses, hyperparameters, logs, final
+    metrics) and render the card; later saves and ``push_to_hub`` write the same trained card."""
+    from raycross.model_card import render_model_card
 
-    from raycross import __version__
-
-    base = getattr(model, "model_name_or_path", None) or "a transformer encoder"
-    num_labels = int(model.num_labels)
+    card = model.model_card_data
     total_rows = sum(s.num_rows for s in train_specs.values())
-    loss_names = sorted({type(l).__name__ for l in losses.values()})
-    pipeline = "text-ranking" if num_labels == 1 else "text-classification"
-    activation = f"{type(model.activation_fn).__module__}.{type(model.activation_fn).__name__}"
-    front = ["---", "library_name: sentence-transformers", "tags:", "- sentence-transformers", "- cross-encoder",
-             "- raycross", "- generated_from_trainer", f"- dataset_size:{total_rows}",
-             *[f"- loss:{n}" for n in loss_names], f"base_model: {base}", f"pipeline_tag: {pipeline}", "---", ""]
-    lines = front + [
-        f"# CrossEncoder based on {base}", "",
-        f"This is a [Cross Encoder](https://www.sbert.net/docs/cross_encoder/usage/usage.html) model finetuned "
-        f"from `{base}` with raycross on {total_rows:,} training rows. "
-        + ("It computes a relevance score for a pair of texts, for text reranking and semantic search."
-           if num_labels == 1 else f"It classifies pairs of texts into {num_labels} classes."), "",
-        "## Model Details", "",
-        "- **Model Type:** Cross Encoder",
-        f"- **Base model:** `{base}`",
-        f"- **Maximum Sequence Length:** {model.max_length} tokens",
-        f"- **Number of Output Labels:** {num_labels} label{'s' if num_labels > 1 else ''}",
-        f"- **Activation Function:** `{activation}`",
-        f"- **Training Datasets:** {', '.join(train_specs)}", "",
-        "## Usage", "",
-        "```python",
-        "from raycross import CrossEncoder  # or: from sentence_transformers import CrossEncoder",
-        "",
-        'model = CrossEncoder("path/to/this/model")',
-        'scores = model.predict([("How many people live in Berlin?", "Berlin has 3.5 million inhabitants.")])',
-        "```", "",
-    ]
-    final_metrics = final_metrics or {}
-    shown = {k: v for k, v in final_metrics.items() if k.startswith("eval_") and k != "eval_runtime"}
-    if shown:
-        lines += ["## Evaluation", "", "### Metrics", "", *_table(["Metric", "Value"], [[k[5:], v] for k, v in sorted(shown.items())]), ""]
-    lines += ["## Training Details", ""]
-    lines += _dataset_section("Training Dataset" + ("s" if len(train_specs) > 1 else ""), train_specs, losses)
+    card.tags = [t for t in card.tags if not t.startswith("dataset_size:")]
+    card.add_tags(["generated_from_trainer", f"dataset_size:{total_rows}"])
+    card.set_losses(list(losses.values()))
+    for attribute, specs in (("train_datasets", train_specs), ("eval_datasets", eval_specs)):
+        if not getattr(card, attribute):
+            setattr(card, attribute, [{"name": name} for name in specs])
+    card.non_default_hyperparameters = args.non_default_dict() if hasattr(args, "non_default_dict") else {}
+    card.all_hyperparameters = args.to_dict() if hasattr(args, "to_dict") else {}
+    shown = {k[5:]: v for k, v in (final_metrics or {}).items() if k.startswith("eval_") and k != "eval_runtime"}
+    if shown and not card.eval_results:  # Ray runs evaluate on the workers: take the final metrics
+        card.eval_results = [{"evaluator": "final", "name": "", "description": "Final evaluation",
+                              "primary_metric": None, "metrics": shown, "epoch": None, "step": None}]
+    lines = _dataset_section("Training Dataset" + ("s" if len(train_specs) > 1 else ""), train_specs, losses)
     if eval_specs:
         lines += _dataset_section("Evaluation Dataset" + ("s" if len(eval_specs) > 1 else ""), eval_specs,
                                   eval_losses or {})
-    hyper = args.non_default_dict() if hasattr(args, "non_default_dict") else {}
     lines += ["### Training Hyperparameters", "", "#### Non-Default Hyperparameters", ""]
-    lines += [f"- `{k}`: {v}" for k, v in sorted(hyper.items())] or ["- (all defaults)"]
+    lines += [f"- `{k}`: {v}" for k, v in sorted(card.non_default_hyperparameters.items())] or ["- (all defaults)"]
     lines += [""]
     if log_history:
         columns = None
@@ -144,17 +119,5 @@ def generate_model_card(
                                     *(k for k in sorted(seen) if k == "eval_loss")] + primary_metrics) if c in seen]
             columns = list(dict.fromkeys(columns))
         lines += ["### Training Logs", "", *training_logs_table(log_history, columns), ""]
-    lines += [
-        "### Framework Versions", "",
-        f"- Python: {platform.python_version()}",
-        f"- raycross: {__version__}",
-        f"- Transformers: {transformers.__version__}",
-        f"- PyTorch: {torch.__version__}",
-    ]
-    try:
-        import ray
-
-        lines.append(f"- Ray: {ray.__version__}")
-    except ImportError:  # pragma: no cover - ray is a dependency
-        pass
-    return "\n".join(lines) + "\n"
+    card.training_details = "\n".join(lines)
+    return render_model_card(model)

@@ -26,8 +26,8 @@ from raycross.training.checkpoints import (
     atomic_directory,
     checkpoints_to_delete,
     list_checkpoints,
-    read_progress,
 )
+from raycross.training.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,37 @@ TRAIN_PREFIX = "train::"
 EVAL_PREFIX = "eval::"
 
 
-class LocalRuntime:
+class SingleProcess:
+    """The collectives of a run alone in this process (world size 1): every one is the identity.
+
+    Example:
+        >>> SingleProcess().all_reduce_sum([1.0, 2.0])
+        [1.0, 2.0]
+    """
+
+    world_size = 1
+    rank = 0
+
+    def all_reduce_min(self, value: int) -> int:
+        return value
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        return list(values)
+
+    def any(self, flag: bool) -> bool:
+        return bool(flag)
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def barrier(self) -> None:
+        return None
+
+
+class LocalRuntime(SingleProcess):
     """Training in this process: world size 1, tables given by the driver, checkpoints in `run_dir`.
 
     Checkpoints are written atomically (temporary directory + rename) and rotated with the same rule as
@@ -59,8 +89,6 @@ class LocalRuntime:
         self.eval_tables = eval_tables
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
-        self.world_size = 1
-        self.rank = 0
         self.num_to_keep = num_to_keep
         self.score_attribute = score_attribute
         self.greater_is_better = greater_is_better
@@ -75,27 +103,9 @@ class LocalRuntime:
         return self.eval_tables[name].select(columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         model.to(self.device)
-
-    # ------------------------------------------------------------------ collectives (trivial)
-    def all_reduce_min(self, value: int) -> int:
-        return value
-
-    def all_reduce_sum(self, values: list[float]) -> list[float]:
-        return list(values)
-
-    def any(self, flag: bool) -> bool:
-        return bool(flag)
-
-    def broadcast(self, obj: Any) -> Any:
-        return obj
-
-    def all_gather(self, obj: Any) -> list[Any]:
-        return [obj]
-
-    def barrier(self) -> None:
-        return None
 
     # ------------------------------------------------------------------ checkpoints
     @contextmanager
@@ -130,7 +140,7 @@ class LocalRuntime:
     def _rotate(self) -> None:
         entries = []
         for step, path in list_checkpoints(self.run_dir):
-            metrics = read_progress(path).get("metrics", {})
+            metrics = Progress.read_or_empty(path).metrics
             entries.append((path, step, metrics))
         for path in checkpoints_to_delete(entries, self.num_to_keep, self.score_attribute, self.greater_is_better):
             logger.info("Deleting older checkpoint %s (save_total_limit=%s)", path, self.num_to_keep)
@@ -170,9 +180,15 @@ class RayRuntime:
         return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
 
     # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False) -> None:
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
         import ray.train.torch
 
+        if parallel_strategy == "fsdp":
+            from raycross.training.fsdp import shard_model
+
+            shard_model(model, self.device, bf16=bf16)
+            return
         model.to(self.device)
         kwargs = {"find_unused_parameters": True} if find_unused_parameters else None
         model.model = ray.train.torch.prepare_model(model.model, parallel_strategy_kwargs=kwargs)

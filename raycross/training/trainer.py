@@ -18,28 +18,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from raycross.data import DatasetSpec, is_paths, is_ray_dataset, to_arrow, to_ray
 from raycross.training.arguments import CrossEncoderTrainingArguments
-from raycross.training.checkpoints import (
-    CHECKPOINT_SCORE,
-    PROGRESS,
-    clear_checkpoints,
-    TRAINER_STATE,
-    TRAINING_ARGS,
-    load_model_weights,
-    read_json,
-    write_json,
-)
+from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
+from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
+from raycross.training.location import RunLocation, open_checkpoint
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
-from raycross.training.model_card import generate_model_card
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
     as_named,
@@ -52,31 +40,6 @@ from raycross.training.validation import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`CrossEncoderTrainer.train` returns.
-
-    Attributes:
-        global_step: optimizer steps taken in total.
-        training_loss: mean training loss of this run.
-        metrics: final metrics (``train_*`` summary and the last ``eval_*`` metrics).
-        best_checkpoint: checkpoint with the best ``metric_for_best_model`` (None without one).
-        best_metric: its value.
-        last_checkpoint: the last checkpoint written.
-        log_history: every log entry (training logs and evaluations), as in ``trainer_state.json``.
-        output_dir: where the final model was written.
-    """
-
-    global_step: int
-    training_loss: float
-    metrics: dict[str, float]
-    best_checkpoint: str | None
-    best_metric: float | None
-    last_checkpoint: str | None
-    log_history: list[dict[str, Any]] = field(repr=False)
-    output_dir: str = ""
 
 
 class CrossEncoderTrainer:
@@ -117,6 +80,7 @@ class CrossEncoderTrainer:
             raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
         self.model = model
         self.args = args
+        _prepare_adapter(model, args)
         self.callbacks = list(callbacks or [])
         # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
         self.run_callbacks: list[Any] = []
@@ -126,6 +90,10 @@ class CrossEncoderTrainer:
             evaluator = SequentialEvaluator(evaluator)
         self.evaluator = evaluator
 
+        from raycross.data.iterable import check_not_iterable
+
+        check_not_iterable(train_dataset, "train_dataset")
+        check_not_iterable(eval_dataset, "eval_dataset")
         train_named, self.single_train = as_named(train_dataset, "train")
         eval_named, self.single_eval = as_named(eval_dataset, "eval")
         if not train_named:
@@ -143,7 +111,8 @@ class CrossEncoderTrainer:
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
         check_strategies(args, bool(eval_named), evaluator is not None)
         self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
-        if args.storage_path and "://" in args.storage_path and args.num_workers == 0:
+        self.location = RunLocation.from_args(args)
+        if self.location.is_remote and args.num_workers == 0:
             raise ValueError(f"storage_path={args.storage_path!r}: a URI needs Ray workers (num_workers > 0); "
                              "in-process training writes checkpoints to a local directory")
 
@@ -188,11 +157,8 @@ class CrossEncoderTrainer:
     # ------------------------------------------------------------------ paths
     @property
     def run_dir(self) -> str:
-        """Where checkpoints go: ``output_dir`` by default, else ``storage_path/run_name``."""
-        if self.args.storage_path:
-            return str(Path(self.args.storage_path) / self.args.run_name) if "://" not in self.args.storage_path \
-                else self.args.storage_path.rstrip("/") + "/" + self.args.run_name
-        return str(Path(self.args.output_dir).absolute())
+        """Where checkpoints go: ``output_dir`` by default, else ``storage_path/run_name`` (see :class:`RunLocation`)."""
+        return self.location.run_dir
 
     def _job(self, resume_from: str | None, show_progress: bool) -> TrainJob:
         return TrainJob(
@@ -219,9 +185,23 @@ class CrossEncoderTrainer:
             if deleted:
                 logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
                                len(deleted), self.run_dir)
-        if self.args.num_workers == 0:
-            return self._train_local(resume_from)
-        return self._train_ray(resume_from)
+        result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
+        if self.args.push_to_hub:
+            self.push_to_hub()
+        return result
+
+    def push_to_hub(self, commit_message: str | None = None) -> str:
+        """Upload ``output_dir`` (final model, model card, trainer state; not the checkpoints) to
+        ``args.hub_model_id`` (default: the output directory's name); returns the commit URL.
+
+        Example:
+            >>> trainer.push_to_hub()  # doctest: +SKIP
+        """
+        from raycross.hub import HubPusher
+
+        url = HubPusher(self.args).push_final(self.args.output_dir, commit_message)
+        logger.info("Pushed %s to the hub: %s", self.args.output_dir, url)
+        return url
 
     def _train_local(self, resume_from: str | None) -> TrainResult:
         args = self.args
@@ -233,8 +213,9 @@ class CrossEncoderTrainer:
             resume_from=resume_from,
         )
         output = run_training(self._job(resume_from, show_progress=True), runtime)
-        # the model object was trained in place (best weights already loaded when asked)
-        return self._export(dataclasses.asdict(output.state), output.metrics, output.last_checkpoint)
+        # the model object was trained in place: it holds the final weights
+        outcome = RunOutcome(dataclasses.asdict(output.state), output.metrics, output.last_checkpoint)
+        return finish_run(self, outcome)
 
     def _train_ray(self, resume_from: str | None) -> TrainResult:
         import ray
@@ -262,13 +243,7 @@ class CrossEncoderTrainer:
 
         # preserve_order: the same rows go to the same worker in the same order on every (re)start
         options = {name: ExecutionOptions(preserve_order=True) for name in datasets}
-        if self.args.storage_path:
-            storage_path, name = self.args.storage_path, self.args.run_name
-            if "://" not in storage_path:
-                storage_path = str(Path(storage_path).absolute())
-        else:
-            out = Path(args.output_dir).absolute()
-            storage_path, name = str(out.parent), out.name
+        storage_path, name = self.location.storage_path, self.location.name
         checkpoint_config = CheckpointConfig(
             num_to_keep=args.save_total_limit,
             checkpoint_score_attribute=CHECKPOINT_SCORE if self.metric_key else None,
@@ -292,28 +267,10 @@ class CrossEncoderTrainer:
         result = trainer.fit()
         if result.checkpoint is None:
             raise RuntimeError(f"the Ray Train run {name!r} reported no checkpoint; see the worker logs above")
-        with result.checkpoint.as_directory() as last:
-            last = Path(last)
-            state = read_json(last / TRAINER_STATE)
-            progress = read_json(last / PROGRESS)
-            summary = next((e for e in reversed(state["log_history"]) if "train_runtime" in e), None)
-            if summary is None and "train_runtime" in (result.metrics or {}):
-                # the final checkpoint was saved before the summary line: it came as the last report
-                summary = {k: v for k, v in result.metrics.items() if k.startswith("train_") or k in ("step", "epoch")}
-                state["log_history"].append(summary)
-            summary = summary or {}
-            metrics = {k: v for k, v in summary.items() if k not in ("step", "epoch")}
-            metrics.update(progress.get("eval_metrics", {}))
-            best = state.get("best_model_checkpoint")
-            weights = best if (args.load_best_model_at_end and best) else None
-            if weights is None:
-                load_model_weights(self.model.hf_model, last)
-        if weights is not None:
-            from ray.train import Checkpoint
-
-            with Checkpoint(path=weights, filesystem=result.checkpoint.filesystem).as_directory() as best_dir:
-                load_model_weights(self.model.hf_model, best_dir)
-        return self._export(state, metrics, result.checkpoint.path)
+        checkpoint = result.checkpoint
+        with open_checkpoint(checkpoint.path, checkpoint.filesystem) as last:
+            outcome = outcome_from_checkpoint(last, result.metrics, checkpoint.path)
+            return finish_run(self, outcome, last_dir=last, filesystem=checkpoint.filesystem)
 
     @staticmethod
     def _as_ray(data: Any, spec: DatasetSpec) -> Any:
@@ -327,47 +284,6 @@ class CrossEncoderTrainer:
         data.context.enable_progress_bars = False  # every worker reads its shard once at start
         return data
 
-    # ------------------------------------------------------------------ output
-    def _export(self, state: dict[str, Any], metrics: dict[str, float], last_checkpoint: str | None) -> TrainResult:
-        """Write the final model, ``trainer_state.json`` (transformers TrainerState), ``train_results.json``,
-        ``training_args.json`` and the model card into output_dir (file by file, each atomically)."""
-        out = Path(self.args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".tmp-final-{uuid.uuid4().hex[:8]}"
-        log_history, global_step = state["log_history"], int(state["global_step"])
-        best, best_metric = state.get("best_model_checkpoint"), state.get("best_metric")
-        try:
-            self.model.save_pretrained(tmp)
-            write_json(tmp / TRAINER_STATE, state)
-            write_json(tmp / "train_results.json", {**metrics, "global_step": global_step,
-                                                     "best_model_checkpoint": best, "last_checkpoint": last_checkpoint})
-            write_json(tmp / TRAINING_ARGS, self.args.to_dict())
-            primary = self._primary_metrics()
-            card = generate_model_card(self.model, self.args, self.train_specs, self.eval_specs, self.losses,
-                                       log_history, metrics, self.eval_losses, primary)
-            (tmp / "README.md").write_text(card, encoding="utf8")
-            for item in tmp.iterdir():
-                target = out / item.name
-                if target.is_dir() and not item.is_dir():
-                    shutil.rmtree(target)
-                os.replace(item, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        logger.info("Saved the final model to %s", out)
-        return TrainResult(
-            global_step=global_step, training_loss=float(metrics.get("train_loss", float("nan"))),
-            metrics=metrics, best_checkpoint=best, best_metric=best_metric, last_checkpoint=last_checkpoint,
-            log_history=log_history, output_dir=str(out),
-        )
-
-    def _primary_metrics(self) -> list[str]:
-        evaluator = self.evaluator
-        if evaluator is None:
-            return []
-        subs = getattr(evaluator, "evaluators", [evaluator])
-        names = [getattr(e, "primary_metric", None) for e in subs]
-        return [f"eval_{n}" for n in names if n]
-
     # ------------------------------------------------------------------ evaluation in this process
     def evaluate(self) -> dict[str, float]:
         """Evaluation loss on the eval datasets and the evaluator's metrics, in this process.
@@ -376,21 +292,34 @@ class CrossEncoderTrainer:
             >>> trainer.evaluate()  # doctest: +SKIP
             {'eval_loss': 0.41, 'eval_dev_ndcg@10': 0.73, ...}
         """
-        from contextlib import nullcontext
-
-        from raycross.training.evaluate import inference_mode, loss_sums
+        from raycross.training.evaluate import autocast_for, evaluate_model
         from raycross.training.tables import Shard
 
-        metrics: dict[str, float] = {}
-        losses = list({id(l): l for l in [*self.losses.values(), *self.eval_losses.values()]}.values())
-        with inference_mode(self.model, losses):
-            for name, spec in self.eval_specs.items():
-                table = to_arrow(self._eval_data[name]).select(spec.columns)
-                total, rows = loss_sums(self.eval_losses[name], Shard(table, spec.input_columns, spec.label_column),
-                                        self.args.per_device_eval_batch_size, nullcontext)
-                metrics["eval_loss" if self.single_eval else f"eval_{name}_loss"] = total / max(rows, 1.0)
-            if self.evaluator is not None:
-                result = self.evaluator(self.model)
-                metrics.update({f"eval_{k}": float(v) for k, v in result.items()})
-        return metrics
+        shards = {}
+        for name, spec in self.eval_specs.items():
+            table = to_arrow(self._eval_data[name]).select(spec.columns)
+            shards[name] = Shard(table, spec.input_columns, spec.label_column)
+        return evaluate_model(
+            self.model, shards, self.eval_losses, self.args.per_device_eval_batch_size, self.evaluator,
+            single_eval=self.single_eval, quiet_losses=[*self.losses.values(), *self.eval_losses.values()],
+            autocast=autocast_for(self.args.bf16, self.args.fp16, self.model.device.type),
+        )
+
+
+def _prepare_adapter(model: Any, args: CrossEncoderTrainingArguments) -> None:
+    """Add the LoRA adapter of ``args.lora_config`` (checked here, before any worker starts), or make an
+    existing adapter and its head trainable."""
+    from raycross import adapters
+
+    if args.lora_config is not None:
+        if model.has_adapter:
+            raise ValueError(
+                f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
+                "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
+            )
+        config = adapters.as_lora_config(args.lora_config, "lora_config")
+        adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
+        model.add_adapter(config)
+    elif model.has_adapter:
+        adapters.set_trainable(model.hf_model, True)
 

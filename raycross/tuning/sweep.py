@@ -302,17 +302,14 @@ def _evaluation_keys(evaluator: Any, eval_dataset: Any, model: Any) -> dict[str,
 
 
 def _experiment_location(base: dict[str, Any], storage_path: str | None, name: str | None) -> tuple[str, str, str]:
-    """(experiment path, storage path, experiment name)."""
-    if storage_path is None and base.get("storage_path"):
-        storage_path = base["storage_path"]
-        name = name or Path(base["output_dir"]).name
-    if storage_path is None:
-        out = Path(base["output_dir"])
-        storage_path, name = str(out.parent), name or out.name
-    elif "://" not in str(storage_path):
-        storage_path = str(Path(storage_path).expanduser().absolute())
-    name = name or Path(base["output_dir"]).name
-    experiment_path = f"{str(storage_path).rstrip('/')}/{name}"
+    """(experiment path, storage path, experiment name): ``storage_path/name``, by default next to (and
+    named after) ``output_dir``, else the base arguments' ``storage_path``."""
+    from raycross.training.location import RunLocation
+
+    output_dir = Path(base["output_dir"]).expanduser().absolute()
+    storage_path = storage_path or base.get("storage_path") or str(output_dir.parent)
+    location = RunLocation.resolve(output_dir, storage_path, name)
+    experiment_path, storage_path, name = location.run_dir, location.storage_path, location.name
     return experiment_path, str(storage_path), name
 
 

@@ -137,7 +137,9 @@ class TuneReporter:
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.pending is not None and self.pending_step == state.global_step:
-            self._report(state, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            from raycross.training.location import RunLocation
+
+            self._report(state, Path(RunLocation.from_args(args).checkpoint_path(state.global_step)))
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.pending is not None:

@@ -65,8 +65,10 @@ def _targets(node: ast.stmt, module: str, is_package: bool, modules: dict[str, P
             source = ".".join(base + ([node.module] if node.module else []))
         else:
             source = node.module or ""
-        names = {source}
-        names |= {f"{source}.{alias.name}" for alias in node.names if f"{source}.{alias.name}" in modules}
+        submodules = {f"{source}.{alias.name}" for alias in node.names if f"{source}.{alias.name}" in modules}
+        names = set(submodules)
+        if len(submodules) < len(node.names):  # `from pkg import submodule` needs the submodule, not pkg's names
+            names.add(source)
     return {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}
 
 

@@ -217,31 +217,6 @@ def test_rank_single_and_multi_query(tiny_model):
     assert len(shared) == 2 and all(len(r) == 3 for r in shared)
 
 
-def test_push_to_hub_with_replaced_client(tiny_model, monkeypatch):
-    import huggingface_hub
-
-    calls = {}
-
-    class FakeApi:
-        def __init__(self, token=None):
-            calls["token"] = token
-
-        def create_repo(self, repo_id, private, exist_ok, repo_type):
-            calls["repo"] = (repo_id, private, exist_ok, repo_type)
-            return f"https://hub.example/{repo_id}"
-
-        def upload_folder(self, repo_id, folder_path, commit_message, revision, create_pr):
-            from pathlib import Path
-
-            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
-            return types.SimpleNamespace(commit_url=f"https://hub.example/{repo_id}/commit/1")
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    url = tiny_model.push_to_hub("me/tiny-reranker", token="t0k")
-    assert url.endswith("/commit/1") and calls["repo"][0] == "me/tiny-reranker" and calls["token"] == "t0k"
-    assert {"config.json", "model.safetensors", "config_sentence_transformers.json", "tokenizer.json"} <= set(calls["files"])
-
-
 def test_hub_id_goes_to_the_hub_and_fails_clearly_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="model_name_or_path='raycross-test/no-such-model'"):
