@@ -46,6 +46,11 @@ class DatasetSpec:
                          table.slice(0, 1).to_pylist()[0] if table.num_rows else {})
 
     @classmethod
+    def from_sample(cls, name: str, head: pa.Table, num_rows: int) -> DatasetSpec:
+        """From the first rows and the row count (a dataset read lazily, e.g. streamed parquet files)."""
+        return cls.build(name, list(head.column_names), num_rows, head.slice(0, 1).to_pylist()[0] if head.num_rows else {})
+
+    @classmethod
     def from_ray(cls, name: str, dataset: Any) -> DatasetSpec:
         """The spec of a Ray Dataset (counts its rows, takes one)."""
         rows = dataset.take(1)

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from raycross.data.arrow_rows import ParquetRows as _ParquetRows
 
 STATE_DIR = ".raycross-scoring"  # hidden: parquet readers (pyarrow, Ray Data, raycross) skip it
 MANIFEST = "manifest.json"
@@ -48,37 +49,8 @@ class TableRows:
         return f"table:{self.num_rows}:{digest.hexdigest()}"
 
 
-class ParquetRows:
-    """Rows of parquet files (in the given order) read by global row range, row group by row group."""
-
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = [str(p) for p in paths]
-        self._groups: list[tuple[int, int, int, int]] = []  # (file, row group, first global row, rows)
-        offset = 0
-        schema = None
-        for i, path in enumerate(self.paths):
-            meta = pq.ParquetFile(path).metadata
-            schema = schema or pq.read_schema(path)
-            for g in range(meta.num_row_groups):
-                rows = meta.row_group(g).num_rows
-                self._groups.append((i, g, offset, rows))
-                offset += rows
-        self.num_rows = offset
-        self.schema = schema
-        self._starts = np.array([g[2] for g in self._groups], dtype=np.int64)
-
-    def read(self, start: int, stop: int) -> pa.Table:
-        first = max(0, int(np.searchsorted(self._starts, start, side="right")) - 1)
-        pieces = []
-        for file, group, offset, rows in self._groups[first:]:
-            if offset >= stop:
-                break
-            if offset + rows <= start:
-                continue
-            table = pq.ParquetFile(self.paths[file]).read_row_group(group)
-            lo, hi = max(start - offset, 0), min(stop - offset, rows)
-            pieces.append(table.slice(lo, hi - lo))
-        return pa.concat_tables(pieces, promote_options="default") if pieces else self.schema.empty_table()
+class ParquetRows(_ParquetRows):
+    """Parquet rows of a scoring input, with a fingerprint (paths, sizes, modification times)."""
 
     def fingerprint(self) -> str:
         stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in self.paths]

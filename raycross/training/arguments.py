@@ -140,7 +140,10 @@ class CrossEncoderTrainingArguments:
 
     Data arguments beyond sentence-transformers: ``prefetch_batches`` (batches gathered and tokenized
     ahead in a background thread; 0 = inline) and ``group_by_length`` (the transformers option: batches
-    of rows of similar length, less padding; with ``batch_sampler='batch_sampler'``).
+    of rows of similar length, less padding; with ``batch_sampler='batch_sampler'``); ``streaming``
+    (``None`` decides per dataset: data files and Ray Datasets larger than about 1 GiB per worker are
+    streamed, the rest is held in memory; ``True``/``False`` force it) and ``streaming_window`` (rows a
+    streamed dataset holds per worker: the shuffle window, within which the batch sampler works).
 
     Example:
         >>> args = CrossEncoderTrainingArguments(output_dir="out", num_train_epochs=1, learning_rate=2e-5,
@@ -201,6 +204,8 @@ class CrossEncoderTrainingArguments:
     dataloader_drop_last: bool = False
     group_by_length: bool = False
     prefetch_batches: int = 2
+    streaming: bool | None = None
+    streaming_window: int = 16384
     ddp_find_unused_parameters: bool = False
     # --- big models
     parallel_strategy: str = "ddp"
@@ -253,6 +258,10 @@ class CrossEncoderTrainingArguments:
             raise ValueError(f"max_steps: expected a positive integer or -1 (use num_train_epochs), found {self.max_steps!r}")
         if self.save_total_limit is not None and (not isinstance(self.save_total_limit, int) or self.save_total_limit < 1):
             raise ValueError(f"save_total_limit: expected None or an integer >= 1, found {self.save_total_limit!r}")
+        if isinstance(self.streaming_window, bool) or not isinstance(self.streaming_window, int) or self.streaming_window < 1:
+            raise ValueError(f"streaming_window: expected an integer >= 1 (rows), found {self.streaming_window!r}")
+        if self.streaming is not None and not isinstance(self.streaming, bool):
+            raise ValueError(f"streaming: expected True, False or None (decide per dataset), found {self.streaming!r}")
         if not isinstance(self.prefetch_batches, int) or self.prefetch_batches < 0:
             raise ValueError(f"prefetch_batches: expected an integer >= 0, found {self.prefetch_batches!r}")
         if self.batch_sampler is BatchSamplers.GROUP_BY_LABEL and (

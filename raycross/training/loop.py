@@ -60,6 +60,7 @@ from raycross.training.samplers import (
     steps_per_epoch,
     updates_per_epoch,
 )
+from raycross.training.streaming import WindowedBatches, nominal_batches
 from raycross.training.tables import Shard
 from raycross.data import DatasetSpec
 
@@ -82,6 +83,7 @@ class TrainJob:
     metric_key: str | None = None
     show_progress: bool = True
     resume_from: str | None = None
+    streamed: dict[str, int] = field(default_factory=dict)  # streamed training datasets: name -> total rows
 
 
 @dataclass
@@ -179,7 +181,12 @@ class TrainingLoop:
         self.names = list(self.job.train_specs)
         self.shards: dict[str, Shard] = {}
         self.samplers: dict[str, ShardSampler] = {}
+        self.streams: dict[str, WindowedBatches] = {}
+        natural: dict[str, int] = {}
         for index, (name, spec) in enumerate(self.job.train_specs.items()):
+            if name in self.job.streamed:
+                self.streams[name], natural[name] = self._stream(index, name, spec)
+                continue
             shard = Shard(self.rt.train_table(name, spec.columns), spec.input_columns, spec.label_column)
             if shard.num_rows == 0:
                 raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
@@ -192,7 +199,9 @@ class TrainingLoop:
                 stream=(index, self.rt.rank), lengths=shard.text_lengths() if args.group_by_length else None,
             )
         # every worker takes the same number of batches of each dataset per epoch: no hang on uneven shards
-        self.num_batches = [self.rt.all_reduce_min(self.samplers[n].natural_num_batches()) for n in self.names]
+        for name, sampler in self.samplers.items():
+            natural[name] = sampler.natural_num_batches()
+        self.num_batches = [self.rt.all_reduce_min(natural[n]) for n in self.names]
         for name, count in zip(self.names, self.num_batches):
             if count < 1:
                 raise ValueError(f"train_dataset {name!r}: a worker's shard yields no batch with the chosen sampler")
@@ -201,6 +210,47 @@ class TrainingLoop:
             for name, spec in self.job.eval_specs.items():
                 table = self.rt.eval_table(name, spec.columns)
                 self.eval_shards[name] = Shard(table, spec.input_columns, spec.label_column)
+
+    def _stream(self, index: int, name: str, spec: DatasetSpec) -> tuple[WindowedBatches, int]:
+        """A streamed dataset of this worker: blocks through a window; its promised batches per epoch."""
+        args = self.args
+        total = self.job.streamed[name]
+        rows = total // self.rt.world_size if self.rt.is_ray else total
+        if rows == 0:
+            raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
+        block_rows = max(args.per_device_train_batch_size, min(8192, args.streaming_window // 4))
+        blocks = self.rt.train_blocks(name, spec.columns, total, block_rows, args.seed)
+        stream = WindowedBatches(
+            blocks, spec.input_columns, spec.label_column, args.batch_sampler, args.per_device_train_batch_size,
+            args.seed, window_rows=args.streaming_window, drop_last=args.dataloader_drop_last,
+            group_by_length=args.group_by_length, stream=(index, self.rt.rank),
+        )
+        return stream, nominal_batches(args.batch_sampler, rows, args.per_device_train_batch_size,
+                                       args.dataloader_drop_last)
+
+    def _data_state(self) -> dict[str, Any] | None:
+        """Where the streamed datasets stand (recorded with a checkpoint; resume replays up to there)."""
+        if not self.streams:
+            return None
+        epoch, micro = self.position
+        schedule = dataset_schedule(self.args.multi_dataset_batch_sampler, self.num_batches, self.args.seed, epoch)
+        done = np.bincount(schedule[:micro], minlength=len(self.names))
+        return {
+            "epoch": epoch, "streaming_window": self.args.streaming_window, "world_size": self.rt.world_size,
+            "batches_done": {n: int(done[i]) for i, n in enumerate(self.names) if n in self.streams},
+            "batches_per_epoch": {n: int(self.num_batches[i]) for i, n in enumerate(self.names) if n in self.streams},
+        }
+
+    def _check_data_state(self, state: dict[str, Any] | None) -> None:
+        if not self.streams or not state:
+            return
+        now = {"streaming_window": self.args.streaming_window, "world_size": self.rt.world_size,
+               "batches_per_epoch": {n: int(self.num_batches[i]) for i, n in enumerate(self.names) if n in self.streams}}
+        changed = {k: (state.get(k), v) for k, v in now.items() if state.get(k) != v}
+        if changed and self.is_main:
+            logger.warning("resuming streamed data with other settings than the checkpoint's (%s): the epoch continues "
+                           "at the same batch count, but its rows are not the ones the interrupted run would have seen",
+                           ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()))
 
     def _setup_schedule(self) -> None:
         args = self.args
@@ -285,6 +335,7 @@ class TrainingLoop:
             self.last_save_step = self.state.global_step
             self.last_checkpoint = progress.path
             self.finished = progress.finished or self.state.global_step >= self.max_steps
+            self._check_data_state(progress.data_state)
             if self.is_main:
                 logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
                             self.state.global_step, *self.position)
@@ -317,13 +368,19 @@ class TrainingLoop:
         schedule = dataset_schedule(args.multi_dataset_batch_sampler, self.num_batches, args.seed, epoch)
         plan = epoch_step_plan(schedule, self.names)
         batches = {name: fixed_epoch_batches(self.samplers[name], epoch, count)
-                   for name, count in zip(self.names, self.num_batches)}
+                   for name, count in zip(self.names, self.num_batches) if name not in self.streams}
         start = self.position[1] if epoch == self.position[0] else 0
+        skipped = np.bincount(schedule[:start], minlength=len(self.names))
+        streamed = {name: self.streams[name].epoch(epoch, count, skip=int(skipped[d]))
+                    for d, (name, count) in enumerate(zip(self.names, self.num_batches)) if name in self.streams}
         remaining_updates = self.max_steps - state.global_step
         stop_at = min(len(plan), start + remaining_updates * accumulation)
 
         def make_batch(i: int) -> Batch:
             name, j = plan[i]
+            if name in streamed:  # the next batch of the stream (steps are built in order)
+                inputs, labels, rows = next(streamed[name])
+                return Batch(name, inputs, labels, rows)
             rows = batches[name][j]
             inputs, labels = self.shards[name].batch(rows)
             return Batch(name, inputs, labels, len(rows))
@@ -376,6 +433,8 @@ class TrainingLoop:
             if stop:
                 break
         stream.close()
+        for iterator in streamed.values():
+            iterator.close()
         return stop or state.global_step >= self.max_steps
 
     def _autocast(self) -> Any:
@@ -531,7 +590,7 @@ class TrainingLoop:
                     epoch=self.position[0], micro_step=self.position[1], metrics=metrics,
                     eval_metrics=self.last_eval_metrics, last_eval_step=self.last_eval_step,
                     finished=state.global_step >= self.max_steps, world_size=self.rt.world_size,
-                    max_steps=self.max_steps, path=path,
+                    max_steps=self.max_steps, path=path, data_state=self._data_state(),
                 ).write(directory)
         self.last_checkpoint = self.rt.last_checkpoint or path
         self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,

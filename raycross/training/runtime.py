@@ -102,6 +102,15 @@ class LocalRuntime(SingleProcess):
     def eval_table(self, name: str, columns: list[str]) -> pa.Table | None:
         return self.eval_tables[name].select(columns)
 
+    def train_blocks(self, name: str, columns: list[str], num_rows: int, block_rows: int, seed: int) -> Any:
+        """A streamed training dataset as blocks: parquet files read piecewise, or slices of a table."""
+        from raycross.data.blocks import ParquetBlocks, TableBlocks
+
+        data = self.train_tables[name]
+        if isinstance(data, pa.Table):
+            return TableBlocks(data, block_rows, seed, columns)
+        return ParquetBlocks(data.paths, block_rows, seed, columns)
+
     # ------------------------------------------------------------------ model
     def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
                       bf16: bool = False) -> None:
@@ -178,6 +187,14 @@ class RayRuntime:
         from raycross.training.tables import materialize
 
         return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
+
+    def train_blocks(self, name: str, columns: list[str], num_rows: int, block_rows: int, seed: int) -> Any:
+        """This worker's shard of a streamed training dataset, block by block through Ray Data (the split
+        is equal: ``num_rows // world_size`` rows per worker)."""
+        from raycross.data.blocks import RayShardBlocks
+
+        shard = self._train.get_dataset_shard(TRAIN_PREFIX + name)
+        return RayShardBlocks(shard, num_rows // self.world_size, block_rows, columns)
 
     # ------------------------------------------------------------------ model
     def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from raycross.data.arrow_rows import ChunkedRows
 from raycross.training.samplers import TextIds
 
 
@@ -43,7 +44,8 @@ class Shard:
     """
 
     def __init__(self, table: pa.Table, input_columns: list[str], label_column: str | None) -> None:
-        self.table = table.combine_chunks()
+        self.table = table  # not combined: a memory-mapped table stays mapped
+        self._rows = ChunkedRows(table)
         self.input_columns = list(input_columns)
         self.label_column = label_column
         self._text_ids: TextIds | None = None
@@ -53,7 +55,7 @@ class Shard:
         return self.table.num_rows
 
     def batch(self, indices: np.ndarray) -> tuple[list[list[Any]], Any]:
-        taken = self.table.take(pa.array(np.asarray(indices, dtype=np.int64)))
+        taken = self._rows.take(indices)
         inputs = [taken.column(c).to_pylist() for c in self.input_columns]
         return inputs, self._labels(taken)
 

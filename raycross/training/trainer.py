@@ -102,6 +102,7 @@ class CrossEncoderTrainer:
         self.eval_losses = self._resolve_eval_losses(loss, list(eval_named))
 
         distributed = args.num_workers > 0
+        self.streamed: dict[str, int] = {}  # streamed training datasets: name -> rows
         self._train_data, self.train_specs, self._train_tables = self._inspect(train_named, "train", distributed)
         self._eval_data, self.eval_specs, self._eval_tables = self._inspect(eval_named, "eval", distributed)
         for name, spec in self.train_specs.items():
@@ -139,15 +140,29 @@ class CrossEncoderTrainer:
         With Ray workers, a Ray Dataset or data files stay lazy (read by Ray Data, on the workers); all
         else is converted to an Arrow table here (and checked in full: label ranges, label counts).
         """
+        from raycross.training.streaming import ParquetFiles, choose_streaming, parquet_paths
+
         data, specs, tables = {}, {}, {}
+        world = max(1, self.args.num_workers)
         for name, dataset in named.items():
             where = kind if len(named) == 1 and name == kind else f"{kind}:{name}"
-            if distributed and (is_ray_dataset(dataset) or is_paths(dataset)):
+            lazy = is_ray_dataset(dataset) or is_paths(dataset)
+            if distributed and lazy:
                 data[name] = to_ray(dataset)
                 specs[name] = DatasetSpec.from_ray(where, data[name])
+            elif kind == "train" and parquet_paths(dataset) is not None and choose_streaming(
+                    self.args.streaming, dataset, True, world):
+                data[name] = ParquetFiles(parquet_paths(dataset))  # in this process, read block by block
+                specs[name] = DatasetSpec.from_sample(where, data[name].head(1), data[name].num_rows)
             else:
                 table = to_arrow(dataset)
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
+            if kind == "train" and choose_streaming(self.args.streaming, dataset, lazy, world, specs[name].num_rows,
+                                                    specs[name].sample_row):
+                self.streamed[name] = specs[name].num_rows
+        if self.streamed and kind == "train":
+            logger.info("streaming the training data %s through a window of %d rows per worker",
+                        sorted(self.streamed), self.args.streaming_window)
         return data, specs, tables
 
     def add_callback(self, callback: Any) -> None:
@@ -165,7 +180,7 @@ class CrossEncoderTrainer:
             model=self.model, args=self.args, train_specs=self.train_specs, losses=self.losses,
             eval_specs=self.eval_specs, eval_losses=self.eval_losses, evaluator=self.evaluator,
             callbacks=self.callbacks, single_eval=self.single_eval, metric_key=self.metric_key,
-            show_progress=show_progress, resume_from=resume_from,
+            show_progress=show_progress, resume_from=resume_from, streamed=dict(self.streamed),
         )
 
     # ------------------------------------------------------------------ training
