@@ -20,6 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from raycross.losses._base import CrossEncoderLoss
+from raycross.losses._plan import ScorePlan
+
 logger = logging.getLogger(__name__)
 
 _SCHEDULERS = {
@@ -30,23 +33,29 @@ _SCHEDULERS = {
 }
 
 
-class LegacyLoss(nn.Module):
+class LegacyLoss(CrossEncoderLoss):
     """A plain torch loss on ``(logits, labels)``, as ``fit(loss_fct=...)`` took it (e.g. ``nn.MSELoss()``).
 
     Example:
         >>> loss = LegacyLoss(model, nn.MSELoss())  # doctest: +SKIP
     """
 
+    inputs_description = "(text_a, text_b) pairs: fit(loss_fct=...) needs examples with 2 texts"
+    label_description = "one label per pair"
+
     def __init__(self, model: Any, loss_fct: nn.Module, activation_fn: nn.Module | None = None) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.loss_fct = loss_fct
         self.activation_fn = activation_fn if activation_fn is not None else nn.Identity()
 
-    def forward(self, inputs: list[list[str]], labels: Tensor) -> Tensor:
-        if len(inputs) != 2:
-            raise ValueError(f"fit(loss_fct=...) needs examples with 2 texts (pairs), found {len(inputs)} texts per example")
-        logits = self.model(self.model.preprocess(list(zip(inputs[0], inputs[1]))))
+    def _accepts_num_labels(self, num_labels: int) -> bool:
+        return True
+
+    def plan(self, inputs: list[list[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        return self.pairwise_plan(inputs)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Tensor) -> Tensor:
+        logits = self.score(plan)
         labels = torch.as_tensor(labels, device=logits.device)
         if self.model.num_labels == 1:
             logits, labels = logits.view(-1), labels.float()

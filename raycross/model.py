@@ -6,12 +6,14 @@ in sentence-transformers, in plain transformers and in raycross alike.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from raycross import st_modules
 from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
 from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
-from raycross.unpadded import is_right_padded, supports_unpadded, unpadded_logits
+from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
+from raycross.unpadded import is_right_padded, supports_unpadded
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +230,8 @@ class CrossEncoder(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        self._parallel: ParallelWrapper | None = None  # see wrap_for_training
+        self._parallel_bypass = False
         if kwargs:  # old keyword names, mapped as sentence-transformers 6.2 maps them
             given = {"model_name_or_path": model_name_or_path, "activation_fn": activation_fn,
                      "model_kwargs": model_kwargs, "tokenizer_kwargs": tokenizer_kwargs,
@@ -491,11 +496,8 @@ class CrossEncoder(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def hf_model(self) -> PreTrainedModel:
-        """The transformers model, unwrapped from DDP or similar wrappers."""
-        model = self.model
-        while hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        return model
+        """The bare transformers model (``self.model``; a parallel wrapper never replaces it)."""
+        return self.model
 
     @property
     def config(self) -> PretrainedConfig:
@@ -571,26 +573,38 @@ class CrossEncoder(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def preprocess(
-        self, pairs: Sequence[tuple[str, str] | list[str] | str], prompt: str | None = None, **kwargs: Any
+        self,
+        pairs: Sequence[tuple[str, str] | list[str] | str],
+        prompt: str | None = None,
+        tokenizer: Any = None,
+        **kwargs: Any,
     ) -> Mapping[str, Tensor]:
         """Tokenize pairs: padded to the longest, truncated `longest_first` to `max_length`, CPU tensors.
 
         ``prompt`` is put before the first text (or sent as the system message with a chat template).
         Causal rerankers are left-padded. ``kwargs`` (e.g. sentence-transformers' ``task``) are accepted and unused.
+        The one place where training and scoring turn texts into model inputs: the training pipeline calls
+        it ahead of each step from its own thread, with its own `tokenizer` (a copy of ``self.tokenizer``:
+        a fast tokenizer must not be shared between threads).
 
         Example:
             >>> features = model.preprocess([("a query", "a passage")], prompt="Judge: ")  # doctest: +SKIP
         """
+        tokenizer = self.tokenizer if tokenizer is None else tokenizer
         if self._chat is not None:
-            encoded = self._chat.encode(pairs, prompt, self.max_length)
+            chat = self._chat
+            if tokenizer is not chat.tokenizer:  # the same template, rendered with the caller's tokenizer
+                chat = copy.copy(chat)
+                chat.tokenizer = tokenizer
+            encoded = chat.encode(pairs, prompt, self.max_length)
             return self._pad(encoded, np.arange(len(pairs)))
         pairs = prepend_prompt(pairs, prompt)
         if len(pairs) and not isinstance(pairs[0], str):
             first, second = zip(*pairs)
-            return self.tokenizer(list(first), list(second), padding=True, truncation="longest_first",
-                                  max_length=self.max_length, return_tensors="pt")
-        return self.tokenizer(list(pairs), padding=True, truncation="longest_first",
-                              max_length=self.max_length, return_tensors="pt")
+            return tokenizer(list(first), list(second), padding=True, truncation="longest_first",
+                             max_length=self.max_length, return_tensors="pt")
+        return tokenizer(list(pairs), padding=True, truncation="longest_first",
+                         max_length=self.max_length, return_tensors="pt")
 
     tokenize = preprocess
 
@@ -626,15 +640,23 @@ class CrossEncoder(nn.Module):
 
         BERT-family models skip the padding and the last layer's non-[CLS] work (:mod:`raycross.unpadded`,
         same logits); set ``model.unpad_inputs = False`` to always run the plain transformers forward.
+        Passes with gradients go through the parallel wrapper when there is one (see
+        :meth:`wrap_for_training`); passes without (evaluation, inference) use the bare transformer.
         """
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
         if self.is_causal:
             packed = getattr(self, "unpad_inputs", True)
-            return self._run_wrapped(lambda module, **kw: causal_scores(module, self.score_head, kw, packed), features)
-        if self._should_unpad(features):
-            return self._unpadded_forward(features)
-        return self.model(**features, return_dict=True).logits
+            return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed), features)
+        unpad = self._should_unpad(features)
+        return self._run(lambda module, f: transformer_logits(module, f, unpad), features)
+
+    def _run(self, fn: Callable[[nn.Module, dict[str, Tensor]], Tensor], features: dict[str, Tensor]) -> Tensor:
+        """``fn(transformer, features)``: inside the parallel wrapper's forward for passes with gradients (its
+        hooks sync them), on the bare transformer otherwise (inference, evaluation, ``unwrapped()``)."""
+        if self._parallel is not None and torch.is_grad_enabled() and not self._parallel_bypass:
+            return self._parallel.run(fn, features)
+        return fn(self.model, features)
 
     def _should_unpad(self, features: Mapping[str, Tensor]) -> bool:
         mask = features.get("attention_mask")
@@ -646,22 +668,65 @@ class CrossEncoder(nn.Module):
             return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
-    def _unpadded_forward(self, features: dict[str, Tensor]) -> Tensor:
-        wrapper = self.model
-        if wrapper is not self.hf_model and not hasattr(wrapper, "_pre_forward"):
-            return wrapper(**features, return_dict=True).logits
-        return self._run_wrapped(unpadded_logits, features)
+    # ------------------------------------------------------------------ parallel training
+    def wrap_for_training(self, kind: str = "ddp", **kwargs: Any) -> None:
+        """Wrap the transformer for data-parallel training (call on every worker, after ``.to(device)``).
 
-    def _run_wrapped(self, fn: Callable[..., Tensor], features: dict[str, Tensor]) -> Tensor:
-        """``fn(hf_model, **features)``, under the parallel wrapper's forward hooks when the model is wrapped."""
-        wrapper = self.model
-        if wrapper is self.hf_model:
-            return fn(wrapper, **features)
-        if not (hasattr(wrapper, "_pre_forward") and hasattr(wrapper, "_post_forward")):
-            raise TypeError(f"cannot run a custom forward under {type(wrapper).__name__}: expected DDP or no wrapper")
-        # DDP: its pre/post forward hooks arm the gradient all-reduce around our forward of the module
-        _, kwargs = wrapper._pre_forward(**features)
-        return wrapper._post_forward(fn(wrapper.module, **kwargs))
+        Args:
+            kind: a key of :data:`raycross.parallel.WRAPPERS` ("ddp").
+            **kwargs: passed to the wrapper (for DDP: ``DistributedDataParallel`` options such as
+                ``find_unused_parameters``).
+
+        Example:
+            >>> model.wrap_for_training("ddp", find_unused_parameters=False)  # doctest: +SKIP
+        """
+        if self._parallel is not None:
+            raise ValueError(f"kind: the model is already wrapped for training ({self._parallel.kind!r}); unwrap() first")
+        self._parallel = make_wrapper(kind, self.model, **kwargs)
+        self._parallel.train(self.training)
+
+    def unwrap(self) -> None:
+        """Remove the parallel wrapper (no-op without one); the bare transformer stays ``self.model``."""
+        if self._parallel is not None:
+            self.model = self._parallel.unwrap()
+            self._parallel = None
+
+    @property
+    def parallel_kind(self) -> str | None:
+        """The kind of the parallel wrapper ("ddp"), None when the model is not wrapped."""
+        return None if self._parallel is None else self._parallel.kind
+
+    @contextmanager
+    def unwrapped(self) -> Iterator[CrossEncoder]:
+        """Forward passes skip the parallel wrapper inside (scoring on one worker without collectives).
+
+        Example:
+            >>> with model.unwrapped():  # doctest: +SKIP
+            ...     scores = model.predict(pairs)
+        """
+        previous = self._parallel_bypass
+        self._parallel_bypass = True
+        try:
+            yield self
+        finally:
+            self._parallel_bypass = previous
+
+    def gradient_sync(self, enabled: bool = True) -> Any:
+        """A context for backward passes: sync gradients across workers (``enabled``) or only accumulate.
+
+        Example:
+            >>> with model.gradient_sync(last_micro_batch):  # doctest: +SKIP
+            ...     loss.backward()
+        """
+        if self._parallel is None:
+            return nullcontext()
+        return self._parallel.gradient_sync(enabled)
+
+    def train(self, mode: bool = True) -> CrossEncoder:
+        super().train(mode)
+        if getattr(self, "_parallel", None) is not None:
+            self._parallel.train(mode)
+        return self
 
     # ------------------------------------------------------------------ inference
     def predict(

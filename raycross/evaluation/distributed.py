@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,20 +238,11 @@ def shard_range(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
-@contextlib.contextmanager
-def _unwrapped_for_inference(model: Any) -> Iterator[Any]:
-    """Score with the bare HF model: a DDP wrapper would broadcast buffers on every forward and hang
-    when the ranks run different numbers of batches."""
-    inner = getattr(model, "model", None)
-    wrapped = inner is not None and hasattr(inner, "module") and type(inner).__name__ == "DistributedDataParallel"
-    if not wrapped:
-        yield model
-        return
-    model.model = inner.module
-    try:
-        yield model
-    finally:
-        model.model = inner
+def _unwrapped_for_inference(model: Any) -> contextlib.AbstractContextManager:
+    """Score without the parallel wrapper (``CrossEncoder.unwrapped``): a DDP forward would broadcast buffers
+    and hang when the ranks run different numbers of batches. Models without one score as they are."""
+    unwrapped = getattr(model, "unwrapped", None)
+    return unwrapped() if callable(unwrapped) else contextlib.nullcontext(model)
 
 
 def _torch_all_gather(local: np.ndarray) -> list[np.ndarray]:

@@ -1,6 +1,7 @@
 """Losses for training cross-encoders; names, arguments and defaults follow sentence-transformers.
 
-Every loss is an ``nn.Module(model, ...)`` with ``forward(inputs, labels)`` returning a scalar,
+Every loss is an ``nn.Module(model, ...)`` with ``forward(inputs, labels)`` returning a scalar
+(``inputs``: the batch's columns, or the loss's own :class:`ScorePlan` from ``plan(inputs)``),
 ``get_config_dict()`` for the model card and ``validate_columns(input_columns, label_column, sample_row)``
 to check a dataset before training.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from raycross.losses._base import CrossEncoderLoss
 from raycross.losses._listwise import ListwiseLoss
+from raycross.losses._plan import ScorePlan, is_planned
 from raycross.losses.adr_mse import ADRMSELoss
 from raycross.losses.binary_cross_entropy import BinaryCrossEntropyLoss
 from raycross.losses.cached_multiple_negatives_ranking import CachedMultipleNegativesRankingLoss
@@ -57,4 +59,6 @@ __all__ = [
     "PListMLELambdaWeight",
     "PListMLELoss",
     "RankNetLoss",
+    "ScorePlan",
+    "is_planned",
 ]

@@ -1,7 +1,9 @@
 """Shared base of every raycross loss: model checks, column and label validation, pair scoring, config.
 
-Every loss is an ``nn.Module(model, ...)`` with ``forward(inputs, labels)``. Its requirements on the
-dataset (number of input columns, the label) are declared as class attributes, so the same checks run
+Every loss is an ``nn.Module(model, ...)`` with ``forward(inputs, labels)``. A step is two calls:
+``plan(inputs)`` says which pairs the loss scores (a :class:`~raycross.losses._plan.ScorePlan`, tokenized
+ahead of the step by the training pipeline), ``loss_from_plan(plan, labels)`` scores them and computes the
+loss; ``forward`` accepts either the input columns or the plan. Its requirements on the dataset (number of input columns, the label) are declared as class attributes, so the same checks run
 before training (:meth:`CrossEncoderLoss.validate_columns`, no forward pass) and on every batch.
 
 Example:
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from raycross.data.contract import LABEL_COLUMNS
+from raycross.losses._plan import ScorePlan
 
 logger = logging.getLogger(__name__)
 
@@ -233,10 +236,43 @@ class CrossEncoderLoss(nn.Module):
             )
         return labels.reshape(-1).float()
 
-    # ------------------------------------------------------------------ scoring
+    # ------------------------------------------------------------------ the step: plan, then score
+    def plan(self, inputs: Sequence[Sequence[Any]], generator: torch.Generator | None = None) -> ScorePlan:
+        """The pairs this loss scores for a batch (checked), in forward-pass chunks; see :class:`ScorePlan`.
+
+        Args:
+            inputs: the batch's input columns (one list per column, one value per row).
+            generator: random source for losses that sample (in-batch negatives); None: torch's global one.
+
+        Example:
+            >>> plan = loss.plan([["q1", "q2"], ["d1", "d2"]])  # doctest: +SKIP
+            >>> plan.pairs  # doctest: +SKIP
+            [('q1', 'd1'), ('q2', 'd2')]
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement plan(inputs)")
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any) -> Tensor | dict[str, Tensor]:
+        """The loss of a planned batch: scores ``plan`` (tokenized ahead or now) and compares with ``labels``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement loss_from_plan(plan, labels)")
+
+    def forward(self, inputs: Sequence[Sequence[Any]] | ScorePlan, labels: Any = None) -> Tensor:
+        """The loss of a batch given as input columns (sentence-transformers style) or as this loss's plan."""
+        plan = inputs if isinstance(inputs, ScorePlan) else self.plan(inputs)
+        return self.loss_from_plan(plan, labels)
+
+    def score(self, plan: ScorePlan) -> Tensor:
+        """Raw logits (pairs, num_labels) of the model for the plan's pairs, chunk by chunk, with gradients."""
+        parts = [self.model(features) for features in plan.tokenize(self.model.preprocess).features]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
     def score_pairs(self, pairs: list[tuple[str, str]]) -> Tensor:
         """Raw logits (len(pairs), num_labels) of the model for (text_a, text_b) pairs, with gradients."""
-        return self.model(self.model.preprocess(pairs))
+        return self.score(ScorePlan.from_pairs(pairs))
+
+    def pairwise_plan(self, inputs: Sequence[Sequence[Any]]) -> ScorePlan:
+        """Plan of a (text_a, text_b) batch: the row pairs in one chunk (checked first)."""
+        self.check_inputs(inputs)
+        return ScorePlan.from_pairs(list(zip(inputs[0], inputs[1])), batch_size=len(inputs[0]))
 
     def get_config_dict(self) -> dict[str, Any]:
         """Parameters shown in the model card."""

@@ -10,6 +10,9 @@ GradCache bounds activation memory to one mini-batch of pairs, whatever the batc
 The model gradient equals the one of an ordinary forward pass over the same mini-batches. Used by
 CachedMultipleNegativesRankingLoss and by every listwise loss (see ``_listwise.py``).
 
+The chunks and their features come from the loss's :class:`~raycross.losses._plan.ScorePlan`, tokenized
+ahead of the step by the training pipeline (or here, when the loss is called with raw texts).
+
 Example:
     >>> loss = cached_loss(model, pairs, mini_batch_size=16, loss_fn=lambda logits: logits.mean())  # doctest: +SKIP
     >>> loss.backward()  # doctest: +SKIP
@@ -23,8 +26,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
+
+from raycross.losses._plan import ScorePlan
 
 Pairs = list[tuple[str, str]]
 
@@ -63,18 +67,6 @@ class RandContext:
         self._fork = None
 
 
-def chunk_ranges(n: int, mini_batch_size: int | None) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into consecutive (begin, end) chunks; ``None`` or <= 0 means one chunk.
-
-    Example:
-        >>> chunk_ranges(5, 2)
-        [(0, 2), (2, 4), (4, 5)]
-    """
-    if not mini_batch_size or mini_batch_size <= 0 or mini_batch_size >= n:
-        return [(0, n)]
-    return [(b, min(b + mini_batch_size, n)) for b in range(0, n, mini_batch_size)]
-
-
 def _flat_logits(model: nn.Module, features: Mapping[str, Tensor]) -> Tensor:
     logits = model(features)
     if logits.dim() == 2 and logits.shape[1] == 1:
@@ -82,23 +74,36 @@ def _flat_logits(model: nn.Module, features: Mapping[str, Tensor]) -> Tensor:
     return logits
 
 
+def plan_features(model: nn.Module, plan: ScorePlan) -> list[Mapping[str, Tensor]]:
+    """The plan's features per chunk, tokenized now with ``model.preprocess`` when nobody did it ahead."""
+    return plan.tokenize(model.preprocess).features
+
+
+def score_plan(model: nn.Module, plan: ScorePlan, show_progress_bar: bool = False) -> Tensor:
+    """Logits of the plan's pairs (shape (n,) for one label, else (n, num_labels)), chunk by chunk, with graph.
+
+    Chunking alone does not bound memory (every chunk's graph is kept); see :func:`cached_plan_loss`.
+
+    Example:
+        >>> score_plan(model, ScorePlan.from_pairs([("q", "d1"), ("q", "d2")])).shape  # doctest: +SKIP
+        torch.Size([2])
+    """
+    features = plan_features(model, plan)
+    chunks = tqdm(features, desc="Score mini-batches", disable=not show_progress_bar or len(features) == 1)
+    parts = [_flat_logits(model, feats) for feats in chunks]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+
 def score_pairs(
     model: nn.Module, pairs: Pairs, mini_batch_size: int | None = None, show_progress_bar: bool = False
 ) -> Tensor:
-    """Logits of ``pairs`` (shape (n,) for one label, else (n, num_labels)), chunked, keeping the graph.
-
-    Chunking alone does not bound memory (every chunk's graph is kept); see :func:`cached_loss`.
+    """:func:`score_plan` of ``pairs`` in chunks of ``mini_batch_size``, tokenized now.
 
     Example:
         >>> score_pairs(model, [("q", "d1"), ("q", "d2")]).shape  # doctest: +SKIP
         torch.Size([2])
     """
-    ranges = chunk_ranges(len(pairs), mini_batch_size)
-    parts = [
-        _flat_logits(model, model.preprocess(pairs[b:e]))
-        for b, e in tqdm(ranges, desc="Score mini-batches", disable=not show_progress_bar or len(ranges) == 1)
-    ]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+    return score_plan(model, ScorePlan.from_pairs(pairs, mini_batch_size), show_progress_bar)
 
 
 def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
@@ -112,51 +117,45 @@ def fp32_loss(logits: Tensor, loss_fn: Callable[[Tensor], Tensor]) -> Tensor:
 
 
 def _replay_context(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
-    """Under DDP, only the last replayed mini-batch all-reduces (an outer ``no_sync`` still wins)."""
-    inner = getattr(model, "model", None)
-    if isinstance(inner, DistributedDataParallel) and not last:
-        return inner.no_sync()
-    return contextlib.nullcontext()
+    """Under a parallel wrapper, only the last replayed mini-batch syncs gradients (an outer skip still wins)."""
+    gradient_sync = getattr(model, "gradient_sync", None)
+    return gradient_sync(last) if callable(gradient_sync) else contextlib.nullcontext()
 
 
-def cached_loss(
+def cached_plan_loss(
     model: nn.Module,
-    pairs: Pairs,
-    mini_batch_size: int,
+    plan: ScorePlan,
     loss_fn: Callable[[Tensor], Tensor],
     show_progress_bar: bool = False,
 ) -> Tensor:
-    """``loss_fn(logits of pairs)`` computed with GradCache, so activations of one mini-batch live at a time.
+    """``loss_fn(logits of the plan's pairs)`` with GradCache: activations of one chunk live at a time.
 
     Args:
         model: a CrossEncoder (``preprocess`` + ``forward`` -> logits).
-        pairs: the (text_a, text_b) pairs to score.
-        mini_batch_size: pairs per forward pass.
+        plan: the pairs to score, one chunk per forward pass (tokenized now unless done ahead).
         loss_fn: maps the fp32 logits (n,) (or (n, num_labels)) to a scalar loss.
-        show_progress_bar: tqdm over the mini-batches.
+        show_progress_bar: tqdm over the chunks.
 
     Returns:
-        A scalar leaf tensor. With gradients enabled, its ``backward()`` replays the mini-batches and
+        A scalar leaf tensor. With gradients enabled, its ``backward()`` replays the chunks and
         accumulates the model gradients (scaled by the incoming gradient, e.g. 1 / accumulation steps).
 
     Example:
-        >>> loss = cached_loss(model, pairs, 8, lambda z: nn.functional.softplus(-z).mean())  # doctest: +SKIP
+        >>> plan = ScorePlan.from_pairs(pairs, mini_batch_size=8)  # doctest: +SKIP
+        >>> loss = cached_plan_loss(model, plan, lambda z: nn.functional.softplus(-z).mean())  # doctest: +SKIP
     """
-    ranges = chunk_ranges(len(pairs), mini_batch_size)
     grad_enabled = torch.is_grad_enabled()
     device = torch.device(getattr(model, "device", "cpu"))
     autocast_enabled, autocast_dtype = _autocast_state(device.type)
 
-    features: list[Mapping[str, Tensor]] = []
+    features = plan_features(model, plan)
     states: list[RandContext | None] = []
     parts: list[Tensor] = []
-    # Step 1: score every mini-batch without a graph.
-    for b, e in tqdm(ranges, desc="Score mini-batches", disable=not show_progress_bar):
-        feats = model.preprocess(pairs[b:e])
+    # Step 1: score every chunk without a graph.
+    for feats in tqdm(features, desc="Score mini-batches", disable=not show_progress_bar):
         states.append(RandContext(device) if grad_enabled else None)
         with torch.no_grad():
             parts.append(_flat_logits(model, feats).float())
-        features.append(feats)
     logits = torch.cat(parts, dim=0)
     if not grad_enabled:
         return fp32_loss(logits, loss_fn)
@@ -168,10 +167,10 @@ def cached_loss(
         (logit_grad,) = torch.autograd.grad(loss, logits, allow_unused=True)
     if logit_grad is None:
         logit_grad = torch.zeros_like(logits)
-    grad_chunks = [logit_grad[b:e] for b, e in ranges]
+    grad_chunks = [logit_grad[b:e] for b, e in plan.ranges]
     loss = loss.detach().requires_grad_(True)
 
-    # Step 3: replay each mini-batch with a graph when the trainer back-propagates the loss.
+    # Step 3: replay each chunk with a graph when the trainer back-propagates the loss.
     def replay(grad_output: Tensor) -> None:
         with torch.enable_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_enabled):
             for i, (feats, state, grad) in enumerate(zip(features, states, grad_chunks)):
@@ -184,21 +183,33 @@ def cached_loss(
     return loss
 
 
-def cached_or_plain_loss(
+def plan_loss(
     model: nn.Module,
-    pairs: Pairs,
-    mini_batch_size: int | None,
+    plan: ScorePlan,
     loss_fn: Callable[[Tensor], Tensor],
     gradient_cache: bool = True,
     show_progress_bar: bool = False,
 ) -> Tensor:
-    """GradCache when it saves memory (several mini-batches, gradients on), else one ordinary pass.
+    """GradCache when it saves memory (several chunks, gradients on), else one ordinary pass over the chunks.
 
     Example:
-        >>> cached_or_plain_loss(model, pairs, None, lambda z: z.mean())  # doctest: +SKIP
+        >>> plan_loss(model, ScorePlan.from_pairs(pairs), lambda z: z.mean())  # doctest: +SKIP
     """
-    several = len(chunk_ranges(len(pairs), mini_batch_size)) > 1
-    if gradient_cache and several and torch.is_grad_enabled():
-        return cached_loss(model, pairs, mini_batch_size, loss_fn, show_progress_bar)
-    return fp32_loss(score_pairs(model, pairs, mini_batch_size, show_progress_bar), loss_fn)
+    if gradient_cache and len(plan.chunks) > 1 and torch.is_grad_enabled():
+        return cached_plan_loss(model, plan, loss_fn, show_progress_bar)
+    return fp32_loss(score_plan(model, plan, show_progress_bar), loss_fn)
 
+
+def cached_loss(
+    model: nn.Module,
+    pairs: Pairs,
+    mini_batch_size: int,
+    loss_fn: Callable[[Tensor], Tensor],
+    show_progress_bar: bool = False,
+) -> Tensor:
+    """:func:`cached_plan_loss` of ``pairs`` in chunks of ``mini_batch_size``, tokenized now.
+
+    Example:
+        >>> loss = cached_loss(model, pairs, 8, lambda z: nn.functional.softplus(-z).mean())  # doctest: +SKIP
+    """
+    return cached_plan_loss(model, ScorePlan.from_pairs(pairs, mini_batch_size), loss_fn, show_progress_bar)

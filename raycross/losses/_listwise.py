@@ -29,7 +29,8 @@ from raycross.losses._base import (
     is_sequence,
     unpack_object_array,
 )
-from raycross.losses._gradcache import cached_or_plain_loss
+from raycross.losses._gradcache import plan_loss
+from raycross.losses._plan import ScorePlan
 
 
 def list_lengths_mask(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
@@ -192,19 +193,22 @@ class ListwiseLoss(CrossEncoderLoss):
         return queries, docs_list, lengths
 
     # ------------------------------------------------------------------ forward
-    def forward(self, inputs: Sequence[Any], labels: Any = None) -> Tensor:
-        """Mean loss of the batch; see the class docstring for the input layout."""
+    def plan(self, inputs: Sequence[Any], generator: torch.Generator | None = None) -> ScorePlan:
+        """Every (query, document) pair, query by query, in chunks of ``mini_batch_size``."""
         queries, docs_list, lengths = self._check_listwise(inputs)
-        flat_labels = collate_list_labels(type(self).__name__, labels, lengths)
         pairs = [(q, d) for q, docs in zip(queries, docs_list) for d in docs]
+        return ScorePlan.from_pairs(pairs, self.mini_batch_size, lengths=lengths)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any = None) -> Tensor:
+        """Mean loss of the batch; see the class docstring for the input layout."""
+        lengths = plan.info["lengths"]
+        flat_labels = collate_list_labels(type(self).__name__, labels, lengths)
         device = self.model.device
 
         def loss_fn(flat_logits: Tensor) -> Tensor:
             return self.loss_from_flat(flat_logits, flat_labels.to(device), lengths)
 
-        return cached_or_plain_loss(
-            self.model, pairs, self.mini_batch_size, loss_fn, self.gradient_cache, self.show_progress_bar
-        )
+        return plan_loss(self.model, plan, loss_fn, self.gradient_cache, self.show_progress_bar)
 
     def loss_from_flat(self, flat_logits: Tensor, flat_labels: Tensor, lengths: Sequence[int]) -> Tensor:
         """The loss from concatenated per-query logits and labels (``lengths`` entries per query)."""

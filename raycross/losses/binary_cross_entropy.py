@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from raycross.losses._base import CrossEncoderLoss, fullname
+from raycross.losses._plan import ScorePlan
 
 
 class BinaryCrossEntropyLoss(CrossEncoderLoss):
@@ -51,11 +52,14 @@ class BinaryCrossEntropyLoss(CrossEncoderLoss):
         self.bce_kwargs = kwargs
         nn.BCEWithLogitsLoss(**kwargs)  # fail early on unknown keyword arguments
 
-    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
+    def plan(self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        """The row pairs, in one forward pass."""
+        return self.pairwise_plan(inputs)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any) -> Tensor:
         """Mean BCE over the batch (or as ``reduction`` says)."""
-        self.check_inputs(inputs)
-        logits = self.score_pairs(list(zip(inputs[0], inputs[1]))).float().view(-1)
-        targets = self.scalar_labels(labels, len(inputs[0])).to(logits.device)
+        logits = self.score(plan).float().view(-1)
+        targets = self.scalar_labels(labels, plan.info["batch_size"]).to(logits.device)
         logits = self.activation_fn(logits)
         pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.device, torch.float32)
         return nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, **self.bce_kwargs)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from raycross.losses._gradcache import cached_loss
+from raycross.losses._gradcache import cached_plan_loss
+from raycross.losses._plan import ScorePlan
 from raycross.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
 
 
@@ -62,17 +64,17 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         self.mini_batch_size = mini_batch_size
         self.show_progress_bar = show_progress_bar
 
-    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
-        """Mean loss over the rows; gradients flow when the caller back-propagates it."""
+    def plan(self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        """The pairs of :meth:`build_pairs`, in chunks of ``mini_batch_size`` (one forward pass each)."""
         self.check_inputs(inputs)
-        pairs, batch_size = self.build_pairs(inputs)
-        return cached_loss(
-            self.model,
-            pairs,
-            self.mini_batch_size,
-            lambda logits: self.calculate_loss(logits, batch_size),
-            self.show_progress_bar,
-        )
+        pairs, batch_size = self.build_pairs(inputs, generator)
+        return ScorePlan.from_pairs(pairs, self.mini_batch_size, batch_size=batch_size)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any = None) -> Tensor:
+        """Mean loss over the rows; gradients flow when the caller back-propagates it."""
+        batch_size = plan.info["batch_size"]
+        return cached_plan_loss(self.model, plan, lambda logits: self.calculate_loss(logits, batch_size),
+                                self.show_progress_bar)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {**super().get_config_dict(), "mini_batch_size": self.mini_batch_size}

@@ -17,6 +17,7 @@ from raycross.losses._base import (
     is_sequence,
     unpack_object_array,
 )
+from raycross.losses._plan import ScorePlan
 
 
 class CrossEntropyLoss(CrossEncoderLoss):
@@ -96,11 +97,14 @@ class CrossEntropyLoss(CrossEncoderLoss):
             )
         return labels.to(device)
 
-    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
+    def plan(self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        """The row pairs, in one forward pass."""
+        return self.pairwise_plan(inputs)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any) -> Tensor:
         """Mean cross-entropy over the batch."""
-        self.check_inputs(inputs)
-        logits = self.activation_fn(self.score_pairs(list(zip(inputs[0], inputs[1]))).float())
-        return self.ce_loss(logits, self._targets(labels, len(inputs[0]), logits.device))
+        logits = self.activation_fn(self.score(plan).float())
+        return self.ce_loss(logits, self._targets(labels, plan.info["batch_size"], logits.device))
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"activation_fn": fullname(self.activation_fn)}

@@ -17,6 +17,7 @@ from raycross.losses._base import (
     is_sequence,
     unpack_object_array,
 )
+from raycross.losses._plan import ScorePlan
 
 
 class MarginMSELoss(CrossEncoderLoss):
@@ -99,14 +100,18 @@ class MarginMSELoss(CrossEncoderLoss):
             )
         return labels
 
-    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
-        """Mean squared margin error over rows and documents."""
+    def plan(self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        """(query, document) pairs column by column, in one forward pass."""
         self.check_inputs(inputs)
-        queries, num_docs = list(inputs[0]), len(inputs) - 1
-        batch_size = len(queries)
-        targets = self.margin_labels(labels, batch_size, num_docs - 1)
+        queries = list(inputs[0])
         pairs = [(q, d) for column in inputs[1:] for q, d in zip(queries, column)]
-        scores = self.activation_fn(self.score_pairs(pairs).float().view(num_docs, batch_size).T)
+        return ScorePlan.from_pairs(pairs, batch_size=len(queries), num_docs=len(inputs) - 1)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any) -> Tensor:
+        """Mean squared margin error over rows and documents."""
+        batch_size, num_docs = plan.info["batch_size"], plan.info["num_docs"]
+        targets = self.margin_labels(labels, batch_size, num_docs - 1)
+        scores = self.activation_fn(self.score(plan).float().view(num_docs, batch_size).T)
         margins = scores[:, :1] - scores[:, 1:]
         return self.loss_fct(margins, targets.to(margins.device).detach())
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from raycross.losses._base import CrossEncoderLoss, fullname
+from raycross.losses._plan import ScorePlan
 
 
 class MSELoss(CrossEncoderLoss):
@@ -37,11 +39,14 @@ class MSELoss(CrossEncoderLoss):
         self.activation_fn = activation_fn
         self.loss_fct = nn.MSELoss(**kwargs)
 
-    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
+    def plan(self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        """The row pairs, in one forward pass."""
+        return self.pairwise_plan(inputs)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any) -> Tensor:
         """Mean squared error over the batch."""
-        self.check_inputs(inputs)
-        logits = self.activation_fn(self.score_pairs(list(zip(inputs[0], inputs[1]))).float().view(-1))
-        targets = self.scalar_labels(labels, len(inputs[0])).to(logits.device)
+        logits = self.activation_fn(self.score(plan).float().view(-1))
+        targets = self.scalar_labels(labels, plan.info["batch_size"]).to(logits.device)
         return self.loss_fct(logits, targets.detach())
 
     def get_config_dict(self) -> dict[str, Any]:

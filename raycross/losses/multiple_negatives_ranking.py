@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from raycross.losses._base import CrossEncoderLoss, fullname
-from raycross.losses._distributed import gather_columns
-from raycross.losses._gradcache import fp32_loss, score_pairs
+from raycross.losses._distributed import distributed_world, gather_columns
+from raycross.losses._gradcache import fp32_loss, score_plan
+from raycross.losses._plan import ScorePlan
 
 
 class MultipleNegativesRankingLoss(CrossEncoderLoss):
@@ -70,10 +71,13 @@ class MultipleNegativesRankingLoss(CrossEncoderLoss):
         self.gather_across_devices = gather_across_devices
         self.cross_entropy_loss = nn.CrossEntropyLoss()
 
-    def in_batch_negative_indices(self, batch_size: int, num_columns: int, total_rows: int, offset: int) -> Tensor:
+    def in_batch_negative_indices(
+        self, batch_size: int, num_columns: int, total_rows: int, offset: int, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Indices (batch_size, n) into the column-major flattened candidates (index = column * total_rows + row).
 
-        Row i (global row ``offset + i``) never gets a candidate of its own row.
+        Row i (global row ``offset + i``) never gets a candidate of its own row. Sampled negatives are drawn
+        from `generator` (torch's global random source when None).
         """
         num_candidates = num_columns * total_rows
         own = (torch.arange(num_columns)[:, None] * total_rows + offset + torch.arange(batch_size)[None, :]).T
@@ -83,10 +87,18 @@ class MultipleNegativesRankingLoss(CrossEncoderLoss):
         if self.num_negatives == 0 or available == 0:
             return torch.empty(batch_size, 0, dtype=torch.long)
         if self.num_negatives is not None and self.num_negatives < available:
-            return torch.multinomial(mask.float(), self.num_negatives)
+            return torch.multinomial(mask.float(), self.num_negatives, generator=generator)
         return torch.arange(num_candidates).expand(batch_size, -1)[mask].view(batch_size, available)
 
-    def build_pairs(self, inputs: Sequence[Sequence[str]]) -> tuple[list[tuple[str, str]], int]:
+    @property
+    def plans_collectively(self) -> bool:
+        """True when planning a batch gathers the candidates of every worker (a torch.distributed collective):
+        the training pipeline then plans it in the training thread, in step order on every worker."""
+        return self.gather_across_devices and distributed_world()[1] > 1
+
+    def build_pairs(
+        self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None
+    ) -> tuple[list[tuple[str, str]], int]:
         """All (anchor, candidate) pairs, slot by slot: positives, in-batch negatives, hard negatives.
 
         Returns the pairs and the batch size; pair ``slot * batch_size + i`` belongs to row i.
@@ -100,7 +112,7 @@ class MultipleNegativesRankingLoss(CrossEncoderLoss):
             candidates, offset = columns, 0
         total_rows = len(candidates[0])
         flat = [text for column in candidates for text in column]
-        negatives = self.in_batch_negative_indices(batch_size, len(columns), total_rows, offset)
+        negatives = self.in_batch_negative_indices(batch_size, len(columns), total_rows, offset, generator)
 
         pairs = list(zip(anchors, columns[0]))
         for slot in negatives.T.tolist():
@@ -119,11 +131,16 @@ class MultipleNegativesRankingLoss(CrossEncoderLoss):
         target = torch.zeros(batch_size, dtype=torch.long, device=scores.device)
         return self.cross_entropy_loss(scores, target)
 
-    def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
-        """Mean loss over the (local) rows; ``labels`` is ignored."""
+    def plan(self, inputs: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> ScorePlan:
+        """The pairs of :meth:`build_pairs` (gathered candidates included), in one forward pass."""
         self.check_inputs(inputs)
-        pairs, batch_size = self.build_pairs(inputs)
-        return fp32_loss(score_pairs(self.model, pairs), lambda logits: self.calculate_loss(logits, batch_size))
+        pairs, batch_size = self.build_pairs(inputs, generator)
+        return ScorePlan.from_pairs(pairs, batch_size=batch_size)
+
+    def loss_from_plan(self, plan: ScorePlan, labels: Any = None) -> Tensor:
+        """Mean loss over the (local) rows; ``labels`` is ignored."""
+        batch_size = plan.info["batch_size"]
+        return fp32_loss(score_plan(self.model, plan), lambda logits: self.calculate_loss(logits, batch_size))
 
     def get_config_dict(self) -> dict[str, Any]:
         config = {

@@ -1,141 +1,91 @@
-"""The batch pipeline of one worker: gather texts, tokenize ahead in a background thread, hand over.
+"""The batch pipeline of one worker: gather texts, plan and tokenize ahead in a background thread, hand over.
 
-Losses receive texts and tokenize them through ``model.preprocess``. During training that method is
-replaced by a :class:`TokenCache`: a background thread (:class:`BatchStream`) builds the next batches
-and tokenizes the pairs the loss will ask for (with its own copy of the tokenizer, dynamic padding to
-the longest pair of each batch), so tokenization overlaps the forward/backward of the current step.
-A loss that asks for other pairs is simply tokenized on the spot.
+For each micro-batch a background thread (:class:`BatchStream`) gathers the rows' texts and labels, asks the
+batch's loss which pairs it will score (``loss.plan(inputs)``, a :class:`~raycross.losses.ScorePlan`:
+exactly the pairs and forward-pass chunks the loss uses) and tokenizes them with the model's ``preprocess``
+(its own tokenizer copy, dynamic padding per chunk), so tokenization overlaps the forward/backward of the
+current step. The loss then receives the tokenized plan (``loss(batch.plan, labels)``).
+
+Two cases are planned in the training thread instead: a loss whose plan is a collective (in-batch negatives
+gathered from every worker: collectives must run in the same order on every worker), and none at all for a
+loss without ``plan`` (a custom ``forward(inputs, labels)``), which gets the texts and tokenizes in the step.
 
 Example:
-    >>> planned_pairs(None, [["q1", "q2"], ["d1", "d2"]])
-    [[('q1', 'd1'), ('q2', 'd2')]]
+    >>> batch = Batch("pairs", [["q1", "q2"], ["d1", "d2"]], [1.0, 0.0], 2)
+    >>> batch.loss_inputs
+    [['q1', 'q2'], ['d1', 'd2']]
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+
+from raycross.losses._plan import ScorePlan, is_planned
 
 logger = logging.getLogger(__name__)
 
 
-def pairs_key(pairs: Sequence[Any]) -> Hashable:
-    """A dict key for a list of pairs (or single texts)."""
-    return tuple(p if isinstance(p, str) else tuple(p) for p in pairs)
+def batch_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """The seed of one micro-batch's sampling (in-batch negatives): fixed by run seed, position and worker,
+    so a resumed run draws what the uninterrupted one drew, whatever thread plans it.
 
-
-def _chunks(n: int, size: int | None) -> list[tuple[int, int]]:
-    if not size or size <= 0 or size >= n:
-        return [(0, n)]
-    return [(b, min(b + size, n)) for b in range(0, n, size)]
-
-
-def planned_pairs(loss: Any, inputs: list[list[Any]]) -> list[list[tuple[str, str]]]:
-    """The pair lists `loss` will tokenize for a batch, when predictable (else ``[]``).
-
-    A loss may define ``prefetch_pairs(inputs)`` to say it exactly; otherwise pointwise (text, text)
-    batches and listwise (query, [docs]) batches chunked by ``loss.mini_batch_size`` are recognised.
+    Example:
+        >>> batch_seed(42, 0, 3, 1) == batch_seed(42, 0, 3, 1) != batch_seed(42, 0, 3, 0)
+        True
     """
-    custom = getattr(loss, "prefetch_pairs", None)
-    if callable(custom):
-        return [list(p) for p in custom(inputs)]
-    if len(inputs) != 2 or not inputs[0]:
-        return []
-    first, second = inputs
-    if not all(isinstance(q, str) for q in first):
-        return []
-    if all(isinstance(d, str) for d in second):
-        return [list(zip(first, second))]
-    if all(isinstance(d, (list, tuple)) for d in second):
-        flat = [(q, d) for q, docs in zip(first, second) for d in docs]
-        return [flat[b:e] for b, e in _chunks(len(flat), getattr(loss, "mini_batch_size", None))]
-    return []
-
-
-class _TokenizerProxy:
-    """The model seen through another tokenizer: lets a thread call the model's own ``preprocess``."""
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self._model = model
-        self.tokenizer = tokenizer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
-class TokenCache:
-    """Replaces ``model.preprocess`` while training: serves the features tokenized ahead for this step.
-
-    Also counts the (non-padding) tokens of the training forward passes, for tokens/s.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.preprocess = type(model).preprocess
-        self.current: dict[Hashable, Any] = {}
-        self.counting = False
-        self.tokens = 0
-        self.hits = 0
-        self.misses = 0
-        self._counted: set[Hashable] = set()
-
-    def __call__(self, pairs: Sequence[Any]) -> Any:
-        key = pairs_key(pairs)
-        features = self.current.get(key)
-        if features is None:
-            features = self.preprocess(self.model, pairs)
-            if self.counting:
-                self.misses += 1
-        elif self.counting:
-            self.hits += 1
-        if self.counting and key not in self._counted:
-            self._counted.add(key)
-            mask = features.get("attention_mask") if hasattr(features, "get") else None
-            self.tokens += int(mask.sum()) if mask is not None else int(features["input_ids"].numel())
-        return features
-
-    def start_step(self, features: dict[Hashable, Any]) -> None:
-        self.current = features
-        self._counted = set()
-        self.counting = True
-
-    def end_step(self) -> None:
-        self.current = {}
-        self.counting = False
-
-    def install(self) -> None:
-        self.model.__dict__["preprocess"] = self
-        self.model.__dict__["tokenize"] = self
-
-    def uninstall(self) -> None:
-        self.model.__dict__.pop("preprocess", None)
-        self.model.__dict__.pop("tokenize", None)
+    return int(np.random.SeedSequence([seed % 2**32, epoch, step, rank]).generate_state(1)[0])
 
 
 @dataclass
 class Batch:
-    """One micro-batch: the dataset it comes from, its texts and labels, features tokenized ahead."""
+    """One micro-batch: the dataset it comes from, its texts and labels, and its loss's tokenized plan."""
 
     dataset: str
     inputs: list[list[Any]]
     labels: Any
     num_rows: int
-    features: dict[Hashable, Any] = field(default_factory=dict)
+    seed: int = 0
+    plan: ScorePlan | None = None
+
+    @property
+    def loss_inputs(self) -> ScorePlan | list[list[Any]]:
+        """What the loss is called with: its tokenized plan, or the texts for a loss that does not plan."""
+        return self.plan if self.plan is not None else self.inputs
+
+    @property
+    def num_tokens(self) -> int:
+        """Non-padding tokens the loss scores (0 when the loss tokenizes by itself)."""
+        return self.plan.num_tokens if self.plan is not None else 0
+
+
+def plan_batch(batch: Batch, loss: Any, preprocess: Callable[[Any], Any]) -> Batch:
+    """Set ``batch.plan``: the pairs `loss` scores for the batch, tokenized with `preprocess` (planned losses only).
+
+    Example:
+        >>> plan_batch(batch, BinaryCrossEntropyLoss(model), model.preprocess).plan.pairs  # doctest: +SKIP
+        [('q1', 'd1'), ('q2', 'd2')]
+    """
+    if batch.plan is None and is_planned(loss):
+        generator = torch.Generator().manual_seed(batch.seed)
+        batch.plan = loss.plan(batch.inputs, generator).tokenize(preprocess)
+    return batch
 
 
 class BatchStream:
-    """Iterates micro-batches built by `make_batch(step)` for `steps`, prepared `prefetch` steps ahead.
+    """Iterates micro-batches built by `make_batch(step)` for `steps`, planned and tokenized `prefetch` steps ahead.
 
-    `make_batch` runs in a daemon thread; with ``tokenize=True`` the thread also tokenizes the pairs
-    the loss of the batch's dataset will request (:func:`planned_pairs`), with its own tokenizer copy
-    (a fast tokenizer must not be shared between threads). ``prefetch=0`` builds batches inline.
+    `make_batch` and the planning run in a daemon thread, which tokenizes with its own copy of the model's
+    tokenizer (a fast tokenizer must not be shared between threads). ``prefetch=0`` builds batches inline.
     """
 
     def __init__(
@@ -145,25 +95,31 @@ class BatchStream:
         model: Any,
         losses: dict[str, Any],
         prefetch: int = 2,
-        tokenize: bool = True,
     ) -> None:
         self.steps = list(steps)
         self.make_batch = make_batch
+        self.model = model
         self.losses = losses
         self.prefetch = prefetch
-        self.tokenize = tokenize
-        self._proxy = _TokenizerProxy(model, copy.deepcopy(model.tokenizer)) if tokenize else None
-        self._preprocess = type(model).preprocess
+        tokenizer = copy.deepcopy(model.tokenizer) if prefetch > 0 else model.tokenizer
+        self._preprocess = functools.partial(model.preprocess, tokenizer=tokenizer)
         self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _collective(self, batch: Batch) -> bool:
+        return bool(getattr(self.losses.get(batch.dataset), "plans_collectively", False))
+
     def _build(self, step: int) -> Batch:
         batch = self.make_batch(step)
-        if self.tokenize:
-            for pairs in planned_pairs(self.losses.get(batch.dataset), batch.inputs):
-                if pairs:
-                    batch.features[pairs_key(pairs)] = self._preprocess(self._proxy, pairs)
+        if not self._collective(batch):
+            plan_batch(batch, self.losses.get(batch.dataset), self._preprocess)
+        return batch
+
+    def _hand_over(self, batch: Batch) -> Batch:
+        """In the training thread: plan what needs collectives (in step order on every worker)."""
+        if batch.plan is None and self._collective(batch):
+            plan_batch(batch, self.losses.get(batch.dataset), self.model.preprocess)
         return batch
 
     def _produce(self) -> None:
@@ -184,7 +140,7 @@ class BatchStream:
     def __iter__(self) -> Iterator[Batch]:
         if self.prefetch <= 0:
             for step in self.steps:
-                yield self._build(step)
+                yield self._hand_over(self._build(step))
             return
         self._thread = threading.Thread(target=self._produce, name="raycross-batches", daemon=True)
         self._thread.start()
@@ -193,7 +149,7 @@ class BatchStream:
                 item = self._queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield self._hand_over(item)
         finally:
             self.close()
 

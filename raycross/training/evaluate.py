@@ -24,30 +24,26 @@ from raycross.training.tables import Shard
 
 @contextmanager
 def inference_mode(model: Any, losses: list[Any]) -> Iterator[None]:
-    """Eval mode on the bare HF model (no DDP wrapper) with cross-worker gathering in losses turned off.
+    """Eval mode without the parallel wrapper (``model.unwrapped()``: a DDP forward on one rank would wait
+    for the others), no gradients, and cross-worker gathering in losses turned off.
 
     Example:
         >>> with inference_mode(model, [loss]):  # doctest: +SKIP
         ...     value = loss(inputs, labels)
     """
-    wrapped = model.model
-    bare = model.hf_model
     gathering = [loss for loss in losses if getattr(loss, "gather_across_devices", False)]
     was_training = model.training
-    if wrapped is not bare:
-        model.model = bare
     for loss in gathering:
         loss.gather_across_devices = False
     model.eval()
     try:
-        with torch.no_grad():
+        unwrapped = getattr(model, "unwrapped", None)  # a CrossEncoder's; other models have no wrapper
+        with unwrapped() if callable(unwrapped) else nullcontext(), torch.no_grad():
             yield
     finally:
         model.train(was_training)
         for loss in gathering:
             loss.gather_across_devices = True
-        if wrapped is not bare:
-            model.model = wrapped
 
 
 def loss_sums(loss: Any, shard: Shard, batch_size: int, autocast: Any) -> tuple[float, float]:

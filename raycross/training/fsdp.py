@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from raycross.parallel import ParallelWrapper
+
 logger = logging.getLogger(__name__)
 
 SHARDED_DIR = "sharded"
@@ -81,15 +83,54 @@ def is_sharded(module: nn.Module) -> bool:
 
 
 def shard_model(model: Any, device: torch.device, bf16: bool = False, reshard_after_forward: bool = True) -> None:
-    """Move `model` (a CrossEncoder) to `device` and shard its transformers model with FSDP2 in place:
-    each transformer layer, then the root. With `bf16`, parameters are all-gathered and computed in
-    bfloat16 while gradients are reduced and the optimizer updates in float32.
+    """Move `model` (a CrossEncoder) to `device` and shard its transformers model with FSDP2 in place
+    (``model.wrap_for_training("fsdp")``, see :class:`FSDPWrapper`).
     """
+    model.to(device)
+    model.wrap_for_training("fsdp", bf16=bf16, reshard_after_forward=reshard_after_forward)
+
+
+class FSDPWrapper(ParallelWrapper):
+    """The ``fsdp`` kind of :meth:`CrossEncoder.wrap_for_training`: FSDP2 in place (no wrapper module).
+
+    Each transformer layer, then the root, is sharded with ``fully_shard``; with `bf16`, parameters are
+    all-gathered and computed in bfloat16 while gradients are reduced and the optimizer updates in float32.
+    Forward passes are the plain transformers forward (FSDP2 all-gathers through the root's hooks).
+    """
+
+    kind = "fsdp"
+
+    def __init__(self, hf_model: nn.Module, bf16: bool = False, reshard_after_forward: bool = True) -> None:
+        self.hf_model = hf_model
+        self.module = hf_model
+        self._sync = True
+        _shard(hf_model, bf16, reshard_after_forward)
+
+    def run(self, fn: Any, features: Any) -> torch.Tensor:
+        return fn(self.hf_model, features)  # sharded in place: the root's hooks gather (no padding-free path)
+
+    @contextmanager
+    def gradient_sync(self, enabled: bool) -> Iterator[None]:
+        """Reduce-scatter gradients in backward passes inside (``enabled``) or accumulate them locally; an
+        enclosing ``gradient_sync(False)`` wins (as DDP's nested ``no_sync``)."""
+        previous = self._sync
+        self._sync = previous and enabled
+        set_gradient_sync(self.hf_model, self._sync)
+        try:
+            yield
+        finally:
+            self._sync = previous
+            set_gradient_sync(self.hf_model, previous)
+
+    def train(self, mode: bool) -> None:
+        pass  # the CrossEncoder's train() already reached the (in place) sharded transformer
+
+
+def _shard(hf_model: nn.Module, bf16: bool, reshard_after_forward: bool) -> None:
     fsdp = fsdp_api()
     from torch.distributed.device_mesh import init_device_mesh
 
-    hf_model = model.hf_model
-    model.to(device)
+    device = next(hf_model.parameters()).device
     mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     policy = fsdp.MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
         else fsdp.MixedPrecisionPolicy()

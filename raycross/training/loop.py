@@ -5,10 +5,11 @@ One optimizer step, top to bottom (:meth:`TrainingLoop.train`):
 
 1. the epoch's plan: which dataset each micro-batch comes from (:func:`dataset_schedule`, seeded, equal on
    all workers) and that dataset's batches of row indices (:func:`fixed_epoch_batches`, per shard);
-2. a background thread gathers the texts and labels of the next batches and tokenizes them ahead
-   (:class:`BatchStream`, :class:`TokenCache`);
-3. ``loss(inputs, labels)`` under autocast, divided by the accumulation count, ``backward`` (DDP
-   synchronizes gradients on the last micro-batch of the group only);
+2. a background thread gathers the texts and labels of the next batches, asks each batch's loss which
+   pairs it scores (``loss.plan(inputs)``) and tokenizes exactly those ahead (:class:`BatchStream`);
+3. ``loss(batch.plan, labels)`` under autocast, divided by the accumulation count, ``backward`` inside
+   ``model.gradient_sync(last micro-batch of the group)`` (the model's parallel wrapper, DDP, syncs
+   gradients on the group's last micro-batch only);
 4. unscale (fp16), clip (grad norm), ``optimizer.step``, ``scheduler.step``, ``zero_grad``;
 5. callbacks, then logging / evaluation / checkpointing on schedule (:meth:`TrainingLoop._after_step`).
 
@@ -33,7 +34,7 @@ from torch import nn
 from transformers import TrainerControl, TrainerState
 
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
-from raycross.training.batches import Batch, BatchStream, TokenCache, epoch_step_plan
+from raycross.training.batches import Batch, BatchStream, batch_seed, epoch_step_plan
 from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback, TensorBoardCallback
 from raycross.training.checkpoints import (
     CHECKPOINT_SCORE,
@@ -173,7 +174,6 @@ class TrainingLoop:
         for loss in {id(l): l for l in [*self.job.losses.values(), *self.job.eval_losses.values()]}.values():
             loss.to(self.rt.device)
         model.train()
-        self.ddp = model.model is not model.hf_model
         self.sharded = fsdp.is_sharded(model.hf_model)
 
     def _setup_data(self) -> None:
@@ -343,30 +343,25 @@ class TrainingLoop:
     # ------------------------------------------------------------------ the loop
     def train(self) -> LoopOutput:
         args, state = self.args, self.state
-        cache = TokenCache(self.model)
-        cache.install()
         self.clock = _Throughput(time.perf_counter())
         started = time.perf_counter()
         start_step = state.global_step
         self.control = self.handler.call("on_train_begin", args, state, self.control, model=self.model)
-        try:
-            stop = self.finished
-            epoch = self.position[0]
-            while not stop and epoch < self.num_epochs:
-                stop = self._train_epoch(epoch, cache)
-                epoch += 1
-            metrics = self._finish(time.perf_counter() - started, state.global_step - start_step)
-        finally:
-            cache.uninstall()
+        stop = self.finished
+        epoch = self.position[0]
+        while not stop and epoch < self.num_epochs:
+            stop = self._train_epoch(epoch)
+            epoch += 1
+        metrics = self._finish(time.perf_counter() - started, state.global_step - start_step)
         self.control = self.handler.call("on_train_end", args, state, self.control, model=self.model)
         return LoopOutput(state=state, last_checkpoint=self.last_checkpoint, metrics=metrics)
 
-    def _train_epoch(self, epoch: int, cache: TokenCache) -> bool:
+    def _train_epoch(self, epoch: int) -> bool:
         """One epoch (or its rest after a resume); True when training must stop."""
         args, state = self.args, self.state
         accumulation = args.gradient_accumulation_steps
         schedule = dataset_schedule(args.multi_dataset_batch_sampler, self.num_batches, args.seed, epoch)
-        plan = epoch_step_plan(schedule, self.names)
+        step_plan = epoch_step_plan(schedule, self.names)
         batches = {name: fixed_epoch_batches(self.samplers[name], epoch, count)
                    for name, count in zip(self.names, self.num_batches) if name not in self.streams}
         start = self.position[1] if epoch == self.position[0] else 0
@@ -374,62 +369,61 @@ class TrainingLoop:
         streamed = {name: self.streams[name].epoch(epoch, count, skip=int(skipped[d]))
                     for d, (name, count) in enumerate(zip(self.names, self.num_batches)) if name in self.streams}
         remaining_updates = self.max_steps - state.global_step
-        stop_at = min(len(plan), start + remaining_updates * accumulation)
+        stop_at = min(len(step_plan), start + remaining_updates * accumulation)
 
         def make_batch(i: int) -> Batch:
-            name, j = plan[i]
+            name, j = step_plan[i]
+            seed = batch_seed(args.seed, epoch, i, self.rt.rank)
             if name in streamed:  # the next batch of the stream (steps are built in order)
                 inputs, labels, rows = next(streamed[name])
-                return Batch(name, inputs, labels, rows)
+                return Batch(name, inputs, labels, rows, seed=seed)
             rows = batches[name][j]
             inputs, labels = self.shards[name].batch(rows)
-            return Batch(name, inputs, labels, len(rows))
+            return Batch(name, inputs, labels, len(rows), seed=seed)
 
         if start == 0:
             self.control = self.handler.call("on_epoch_begin", args, state, self.control, model=self.model)
         stream = BatchStream(range(start, stop_at), make_batch, self.model, self.job.losses, args.prefetch_batches)
         step_loss = torch.zeros((), device=self.rt.device)
         components: dict[str, torch.Tensor] = {}
+        tokens = 0
         stop = False
         for i, batch in zip(range(start, stop_at), stream):
             group_start = (i // accumulation) * accumulation
-            group_size = min(accumulation, len(plan) - group_start)
+            group_size = min(accumulation, len(step_plan) - group_start)
             last_in_group = i == group_start + group_size - 1
             if i == group_start:
                 self.control = self.handler.call("on_step_begin", args, state, self.control, model=self.model)
 
-            # forward + backward of one micro-batch (DDP all-reduces gradients on the group's last one)
-            cache.start_step(batch.features)
-            sync = nullcontext() if (last_in_group or not self.ddp) else self.model.model.no_sync()
-            if self.sharded:
-                fsdp.set_gradient_sync(self.model.hf_model, last_in_group)
-            with sync:
+            # forward + backward of one micro-batch: the loss scores its plan, tokenized ahead; gradients
+            # are synced across workers on the group's last micro-batch only
+            with self.model.gradient_sync(last_in_group):
                 with self._autocast():
-                    out = self.job.losses[batch.dataset](batch.inputs, batch.labels)
+                    out = self.job.losses[batch.dataset](batch.loss_inputs, batch.labels)
                 loss = _total(out)
                 scaled = loss / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            cache.end_step()
             step_loss += loss.detach() / group_size
             if isinstance(out, dict):
                 for key, value in out.items():
                     components[key] = components.get(key, 0.0) + value.detach().float() / group_size
             self.clock.samples += batch.num_rows
+            tokens += batch.num_tokens
             if not last_in_group:
                 continue
 
             grad_norm = self._optimizer_step()
             state.global_step += 1
-            state.epoch = epoch + (i + 1) / len(plan)
-            state.num_input_tokens_seen += cache.tokens
-            self.clock.tokens += cache.tokens
-            cache.tokens = 0
+            state.epoch = epoch + (i + 1) / len(step_plan)
+            state.num_input_tokens_seen += tokens
+            self.clock.tokens += tokens
+            tokens = 0
             self.clock.add_step(step_loss, grad_norm, components)
             step_loss = torch.zeros((), device=self.rt.device)
             components = {}
-            self.position = (epoch, i + 1) if i + 1 < len(plan) else (epoch + 1, 0)
+            self.position = (epoch, i + 1) if i + 1 < len(step_plan) else (epoch + 1, 0)
             self.control = self.handler.call("on_step_end", args, state, self.control, model=self.model)
-            stop = self._after_step(epoch_end=i + 1 == len(plan))
+            stop = self._after_step(epoch_end=i + 1 == len(step_plan))
             if stop:
                 break
         stream.close()

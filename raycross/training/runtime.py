@@ -109,7 +109,12 @@ class LocalRuntime(SingleProcess):
         data = self.train_tables[name]
         if isinstance(data, pa.Table):
             return TableBlocks(data, block_rows, seed, columns)
-        return ParquetBlocks(data.paths, block_rows, seed, columns)
+        if hasattr(data, "paths"):
+            return ParquetBlocks(data.paths, block_rows, seed, columns)
+        from raycross.data.blocks import RayShardBlocks
+
+        data.context.execution_options.preserve_order = True  # the same order on a rerun
+        return RayShardBlocks(data.iterator(), num_rows, block_rows, columns)
 
     # ------------------------------------------------------------------ model
     def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
@@ -199,16 +204,19 @@ class RayRuntime:
     # ------------------------------------------------------------------ model
     def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
                       bf16: bool = False) -> None:
-        import ray.train.torch
-
+        """Move the model to this worker's device and wrap it for data-parallel training: FSDP2 sharding
+        (``parallel_strategy="fsdp"``), else DDP when there are several workers."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         if parallel_strategy == "fsdp":
             from raycross.training.fsdp import shard_model
 
             shard_model(model, self.device, bf16=bf16)
             return
         model.to(self.device)
-        kwargs = {"find_unused_parameters": True} if find_unused_parameters else None
-        model.model = ray.train.torch.prepare_model(model.model, parallel_strategy_kwargs=kwargs)
+        if self.world_size > 1:
+            kwargs = {"find_unused_parameters": True} if find_unused_parameters else {}
+            model.wrap_for_training("ddp", **kwargs)
 
     # ------------------------------------------------------------------ collectives
     def _tensor(self, values: list[float], dtype: torch.dtype) -> torch.Tensor:

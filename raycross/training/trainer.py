@@ -154,6 +154,10 @@ class CrossEncoderTrainer:
                     self.args.streaming, dataset, True, world):
                 data[name] = ParquetFiles(parquet_paths(dataset))  # in this process, read block by block
                 specs[name] = DatasetSpec.from_sample(where, data[name].head(1), data[name].num_rows)
+            elif kind == "train" and is_ray_dataset(dataset) and self.args.streaming is not False and choose_streaming(
+                    self.args.streaming, dataset, True, world, *_count_and_sample(dataset)):
+                data[name] = dataset  # in this process, through Ray Data block by block
+                specs[name] = DatasetSpec.from_ray(where, dataset)
             else:
                 table = to_arrow(dataset)
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
@@ -337,4 +341,9 @@ def _prepare_adapter(model: Any, args: CrossEncoderTrainingArguments) -> None:
         model.add_adapter(config)
     elif model.has_adapter:
         adapters.set_trainable(model.hf_model, True)
+
+
+def _count_and_sample(dataset: Any) -> tuple[int, dict[str, Any] | None]:
+    rows = dataset.take(1)
+    return dataset.count(), (dict(rows[0]) if rows else None)
 

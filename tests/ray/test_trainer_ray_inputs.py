@@ -58,3 +58,25 @@ def test_too_few_cluster_resources_are_refused_before_workers_start(ray_session,
     trainer = CrossEncoderTrainer(model, args, train_dataset=make_rows(8, seed=3))
     with pytest.raises(ValueError, match=rf"needs {2 * total:g} CPU, but the Ray cluster has {total:g}"):
         trainer.train()
+
+
+def test_ray_dataset_streams_in_process_every_row_once(ray_session, tmp_path, tiny_model_path):
+    import ray.data
+
+    from raycross.losses import BinaryCrossEntropyLoss
+
+    seen: list[str] = []
+
+    class Recording(BinaryCrossEntropyLoss):
+        def forward(self, inputs, labels):
+            seen.extend(inputs[1])
+            return super().forward(inputs, labels)
+
+    rows = [{"query": f"a cat {i}", "doc": f"doc{i}", "label": float(i % 2)} for i in range(30)]
+    model = CrossEncoder(str(tiny_model_path), device="cpu")
+    args = CrossEncoderTrainingArguments(str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=4,
+                                         streaming=True, streaming_window=8, save_strategy="no", report_to=[])
+    trainer = CrossEncoderTrainer(model, args, train_dataset=ray.data.from_items(rows), loss=Recording(model))
+    assert trainer.streamed == {"train": 30}
+    assert trainer.train().global_step == 8
+    assert sorted(seen) == sorted(r["doc"] for r in rows)

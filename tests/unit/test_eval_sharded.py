@@ -32,11 +32,12 @@ def _worker(rank: int, world_size: int, init_file: str, model_path: str, out_dir
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         model = CrossEncoder(model_path, device="cpu")
-        model.model = torch.nn.parallel.DistributedDataParallel(model.model)
+        model.wrap_for_training("ddp")
         # batch_size=3: rank 0 scores 2 more batches than rank 1.
         evaluator = CrossEncoderRerankingEvaluator(SAMPLES, name="dev", batch_size=3)
         metrics = evaluate_sharded(evaluator, model, output_path=os.path.join(out_dir, f"rank{rank}"), epoch=0, steps=1)
-        assert type(model.model).__name__ == "DistributedDataParallel"  # the wrapper is restored
+        assert model.parallel_kind == "ddp" and not model._parallel_bypass  # the wrapper is back in use
+        assert type(model._parallel.module).__name__ == "DistributedDataParallel"
         with open(os.path.join(out_dir, f"metrics{rank}.json"), "w") as handle:
             json.dump({"metrics": metrics, "primary": evaluator.primary_metric}, handle)
         dist.barrier()  # both ranks are done before either goes

@@ -1,5 +1,7 @@
 """MultipleNegativesRankingLoss(gather_across_devices=True) in 2 gloo processes (torch.multiprocessing, no Ray)
-equals a single-process reference over the concatenated batch, row by row, in loss and gradients.
+equals a single-process reference over the concatenated batch, row by row, in loss and gradients; called with
+texts, and through the training pipeline (BatchStream), whose plan holds the gathered pairs, tokenized
+before the loss runs (the loss itself tokenizes nothing).
 
 The workers use a small pure-torch pair scorer (word embeddings + MLP) with the CrossEncoder interface, so the
 spawned processes start in about a second instead of importing transformers; the gather is model-agnostic.
@@ -8,6 +10,7 @@ spawned processes start in about a second instead of importing transformers; the
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 from pathlib import Path
 
@@ -28,6 +31,8 @@ class PairScorer(nn.Module):
 
     num_labels = 1
     device = torch.device("cpu")
+    tokenizer = None  # preprocess needs none; the pipeline hands each thread its own copy
+
 
     def __init__(self, seed: int = 0, buckets: int = 97, dim: int = 16) -> None:
         super().__init__()
@@ -35,8 +40,10 @@ class PairScorer(nn.Module):
         self.buckets = buckets
         self.embed = nn.Embedding(2 * buckets, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1))
+        self.preprocess_calls: list[str] = []
 
-    def preprocess(self, pairs):
+    def preprocess(self, pairs, tokenizer=None):
+        self.preprocess_calls.append(threading.current_thread().name)
         ids = [[sum(map(ord, w)) % self.buckets + side * self.buckets for side, text in enumerate(p)
                 for w in text.split()] for p in pairs]
         width = max(len(x) for x in ids)
@@ -72,6 +79,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
                 "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
                 "num_pairs": len(loss.build_pairs(local)[0]),
             }
+        results["streamed"] = _streamed(model, local, rank)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
         dist.barrier()  # both ranks are done before either goes
     except BaseException:
@@ -79,6 +87,36 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
         os._exit(1)
     # no destroy_process_group(): gloo's teardown can hang in one rank once the other has exited
     os._exit(0)
+
+
+def _streamed(model, local, rank: int) -> dict:
+    """One batch through the training pipeline: planned (with the gather) and tokenized before the loss runs."""
+    from raycross.losses import MultipleNegativesRankingLoss
+    from raycross.training.batches import Batch, BatchStream
+
+    loss = MultipleNegativesRankingLoss(model, num_negatives=None, gather_across_devices=True)
+    model.preprocess_calls.clear()
+    stream = BatchStream(range(1), lambda step: Batch("d", local, None, len(local[0]), seed=step), model, {"d": loss})
+    (batch,) = list(stream)
+    plan = batch.plan
+    planned_in = list(model.preprocess_calls)
+    model.preprocess_calls.clear()
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    model.zero_grad(set_to_none=True)
+    value = loss(batch.loss_inputs)
+    value.backward()
+    hook.remove()
+    local_texts = {t for column in local[1:] for t in column}
+    return {
+        "loss": value.item(),
+        "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+        "num_pairs": len(plan.pairs),
+        # planned in the training thread (the gather is a collective), tokenized once, nothing in the loss
+        "planned_in": planned_in, "loss_tokenized": list(model.preprocess_calls),
+        "scored_plan": [id(f) for f in seen] == [id(f) for f in plan.features],
+        "other_worker_texts": len({d for _, d in plan.pairs} - local_texts),
+    }
 
 
 def reference_rows(model, rows: range) -> torch.Tensor:
@@ -107,7 +145,10 @@ def test_gathered_mnrl_equals_single_process_reference(tmp_path, monkeypatch):
         reference = reference_rows(model, range(begin, end))
         reference.backward()
         ref_grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
-        for kind in ("plain", "cached"):
+        streamed = results["streamed"]
+        assert streamed["planned_in"] == ["MainThread"] and streamed["loss_tokenized"] == []
+        assert streamed["scored_plan"] and streamed["other_worker_texts"] == 2 * (n - (end - begin))
+        for kind in ("plain", "cached", "streamed"):
             got = results[kind]
             # every local row is scored against all 2 * (n - 1) texts of the other rows of both workers
             assert got["num_pairs"] == (end - begin) * (1 + 2 * (n - 1) + 1)

@@ -336,38 +336,3 @@ def test_transformers_early_stopping_callback_stops_training(tmp_path, tiny_mode
     assert len([e for e in result.log_history if "eval_dev_ndcg@10" in e]) == 3
 
 
-# ---------------------------------------------------------------------- tokenization ahead of the step
-def test_batches_are_tokenized_ahead_for_pointwise_and_listwise_losses(tiny_model_path):
-    from raycross.training.batches import Batch, BatchStream, TokenCache
-
-    model = CrossEncoder(str(tiny_model_path), device="cpu")
-    pointwise = make_rows(12, seed=11)
-    listwise = [{"query": r["query"], "docs": [r["passage"], "dog run", "cat"], "labels": [r["label"], 1, 0]}
-                for r in make_rows(12, seed=12)]
-    losses = {"pairs": BinaryCrossEntropyLoss(model), "lists": ListNetLoss(model, mini_batch_size=5)}
-
-    def make_batch(step: int) -> Batch:
-        name = "pairs" if step % 2 == 0 else "lists"
-        rows = (pointwise if name == "pairs" else listwise)[step * 2: step * 2 + 4]
-        columns = ["query", "passage"] if name == "pairs" else ["query", "docs"]
-        labels = torch.tensor([r["label"] for r in rows]) if name == "pairs" else [r["labels"] for r in rows]
-        return Batch(name, [[r[c] for r in rows] for c in columns], labels, len(rows))
-
-    cache = TokenCache(model)
-    cache.install()
-    try:
-        values = []
-        for batch in BatchStream(range(4), make_batch, model, losses, prefetch=2):
-            assert batch.features  # tokenized in the background thread
-            cache.start_step(batch.features)
-            values.append(losses[batch.dataset](batch.inputs, batch.labels))
-            cache.end_step()
-    finally:
-        cache.uninstall()
-    # every tokenization the losses asked for was served from the prefetched features
-    assert cache.misses == 0 and cache.hits == 2 * 1 + 2 * math.ceil(12 / 5)
-    # and the losses are the ones computed without any prefetching
-    for step, value in enumerate(values):
-        batch = make_batch(step)
-        torch.testing.assert_close(value, losses[batch.dataset](batch.inputs, batch.labels))
-    assert "preprocess" not in model.__dict__
