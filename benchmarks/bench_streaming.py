@@ -133,14 +133,14 @@ def memory(data: str, out: Path, streaming: bool, workers: int, batch_size: int,
 
 # ----------------------------------------------------------------------------- pipeline
 def pipeline(data: str, kind: str, batch_size: int, window: int, seconds: float) -> dict:
-    """Blocks -> window -> sampler -> texts -> tokenization (prefetch thread), no model step, one core."""
+    """Blocks -> window -> sampler -> texts -> the loss's plan tokenized (prefetch thread), no model step, one core."""
     import torch
 
     from raycross import CrossEncoder
     from raycross.data.blocks import ParquetBlocks
     from raycross.losses import BinaryCrossEntropyLoss, ListNetLoss
     from raycross.resources import minilm_path
-    from raycross.training.batches import Batch, BatchStream, TokenCache
+    from raycross.training.batches import Batch, BatchStream
     from raycross.training.streaming import WindowedBatches
 
     if hasattr(os, "sched_setaffinity"):
@@ -158,12 +158,10 @@ def pipeline(data: str, kind: str, batch_size: int, window: int, seconds: float)
         inputs, labels, rows = next(batches)
         return Batch("train", inputs, labels, rows)
 
-    cache = TokenCache(model)
     samples = pairs = 0
     started = time.perf_counter()
     for batch in BatchStream(range(steps), make_batch, model, {"train": loss}, prefetch=2):
-        cache.start_step(batch.features)  # what the loop does; the loss would find its features here
-        cache.end_step()
+        assert batch.plan is not None  # texts gathered and tokenized (the loss's plan) in the prefetch thread
         samples += batch.num_rows
         pairs += sum(len(d) for d in batch.inputs[1]) if kind == "lists" else batch.num_rows
         if time.perf_counter() - started > seconds:

@@ -32,7 +32,8 @@ from transformers import (
 
 from raycross import __version__, adapters
 from raycross import st_modules
-from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
+from raycross.causal import (DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config,
+                             is_fsdp_sharded, token_id)
 from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
@@ -70,14 +71,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     with open(path, encoding="utf8") as f:
         return json.load(f)
-
-
-def _is_fsdp(module: nn.Module) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:
-        return False
-    return isinstance(module, FSDPModule)
 
 
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
@@ -264,8 +257,16 @@ class CrossEncoder(nn.Module):
         source = self._resolve_source(str(model_name_or_path))
         self.model_name_or_path = source
         local_dir = Path(source) if Path(source).is_dir() else None
-        layout = st_modules.read_layout(local_dir) if local_dir is not None else None
-        if layout is not None and layout.transformer_dir != local_dir:
+        if local_dir is not None:
+            layout = st_modules.read_layout(local_dir)
+        else:  # a hub id: its module files (custom score tokens, message modality) decide how it scores
+            layout_dir = st_modules.fetch_layout(source, revision=revision, token=token, cache_dir=cache_folder,
+                                                 local_files_only=local_files_only)
+            layout = st_modules.read_layout(layout_dir) if layout_dir is not None else None
+            if layout is not None and layout.transformer_dir != layout_dir:
+                raise ValueError(f"model_name_or_path={source!r}: a hub module directory with the transformer in a "
+                                 "subfolder; download it and load the local directory")
+        if layout is not None and local_dir is not None and layout.transformer_dir != local_dir:
             source, local_dir = str(layout.transformer_dir), layout.transformer_dir
         if processor_kwargs:
             tokenizer_kwargs = {**(tokenizer_kwargs or {}), **processor_kwargs}
@@ -646,8 +647,10 @@ class CrossEncoder(nn.Module):
         device = self.device
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
         if self.is_causal:
-            packed = getattr(self, "unpad_inputs", True)
-            return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed), features)
+            # FSDP2 gathers parameters in the root's and the layers' forward hooks: the whole-model forward only
+            direct = not _is_fsdp(self.hf_model)
+            packed = getattr(self, "unpad_inputs", True) and direct
+            return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed, direct), features)
         unpad = self._should_unpad(features)
         return self._run(lambda module, f: transformer_logits(module, f, unpad), features)
 
@@ -664,7 +667,7 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
-        if _is_fsdp(self.hf_model):
+        if is_fsdp_sharded(self.hf_model):
             return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
@@ -904,6 +907,8 @@ class CrossEncoder(nn.Module):
             >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
         """
         config = adapters.as_lora_config(adapter_config)
+        adapters.check_can_inject(self.hf_model, config, adapter_name)
+        self._install_score_rows()
         self._adapter_tuner = adapters.inject(self.hf_model, config, adapter_name)
         self.adapter_base_model = self.adapter_base_model or self._base_reference()
         self.to(self.device)
@@ -918,11 +923,17 @@ class CrossEncoder(nn.Module):
         path = Path(peft_model_id)
         config = adapters.read_adapter_config(path)
         name = adapter_name or "default"
+        adapters.check_can_inject(self.hf_model, config, name)
+        self._install_score_rows()
         self._adapter_tuner = adapters.inject(self.hf_model, config, name)
         adapters.load_adapter_weights(self.hf_model, path, name)
         adapters.set_trainable(self.hf_model, is_trainable)
         self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
         self.to(self.device)
+
+    def _install_score_rows(self) -> None:
+        if self.is_causal and not adapters.adapter_names(self.hf_model):
+            adapters.install_score_rows(self.hf_model, self.score_head.token_ids)
 
     def _require_adapter(self, method: str) -> Any:
         if self._adapter_tuner is None:
@@ -969,7 +980,7 @@ class CrossEncoder(nn.Module):
         names = adapters.adapter_names(self.hf_model)
         if adapter_name is not None and adapter_name not in names:
             raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
-        adapters.unload(tuner, self.hf_model)
+        adapters.remove_adapter(tuner, self.hf_model, merge=False)
         self._adapter_tuner = None
 
     def merge_and_unload(self) -> None:
@@ -979,7 +990,7 @@ class CrossEncoder(nn.Module):
             >>> model.merge_and_unload(); model.has_adapter  # doctest: +SKIP
             False
         """
-        adapters.merge_and_unload(self._require_adapter("merge_and_unload"), self.hf_model)
+        adapters.remove_adapter(self._require_adapter("merge_and_unload"), self.hf_model, merge=True)
         self._adapter_tuner = None
 
     def _base_reference(self) -> str:
@@ -1018,8 +1029,9 @@ class CrossEncoder(nn.Module):
             adapters.save_adapter(hf_model, path, name, self.adapter_base_model)
             st_config["raycross_adapter"] = {"num_labels": self.num_labels, "adapter_name": name}
         elif self.has_adapter:
-            hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
-                                     safe_serialization=safe_serialization)
+            with adapters.untied_for_merge(hf_model):
+                hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
+                                         safe_serialization=safe_serialization)
         else:
             hf_model.save_pretrained(path, safe_serialization=safe_serialization)
         self.tokenizer.save_pretrained(path)

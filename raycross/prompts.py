@@ -85,6 +85,18 @@ def resolve_prompt(
     return None
 
 
+def dataset_prompt(prompts: str | Mapping[str, str] | None, dataset: str | None) -> str | None:
+    """The training prompt of one dataset: the single prompt, or ``prompts[dataset]`` (None when unnamed).
+
+    Example:
+        >>> dataset_prompt({"wiki": "Wiki: "}, "wiki"), dataset_prompt("Q: ", "any")
+        ('Wiki: ', 'Q: ')
+    """
+    if prompts is None or isinstance(prompts, str):
+        return prompts
+    return prompts.get(dataset) if dataset is not None else None
+
+
 def prepend_prompt(pairs: Sequence[Any], prompt: str | None) -> list[Any]:
     """Put ``prompt`` before the first text of each pair (or before each single text).
 

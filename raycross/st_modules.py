@@ -113,6 +113,34 @@ def read_layout(directory: str | Path) -> ModuleLayout | None:
     return layout
 
 
+def fetch_layout(repo_id: str, **hub_kwargs: Any) -> Path | None:
+    """Download the module files (not the weights) of a hub repository; their local folder, or None when the
+    repository has no ``modules.json`` (or the hub is unreachable).
+
+    Example:
+        >>> read_layout(fetch_layout("tomaarsen/Qwen3-Reranker-0.6B-seq-cls"))  # doctest: +SKIP
+    """
+    from huggingface_hub import hf_hub_download
+
+    def download(filename: str) -> Path | None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
+        except Exception:  # optional file: absent from the repository, or offline
+            return None
+
+    modules_path = download(MODULES_FILE)
+    if modules_path is None:
+        return None
+    download(ST_CONFIG_FILE)
+    modules = _read_json(modules_path)
+    for module in modules if isinstance(modules, list) else []:
+        folder = module.get("path") or ""
+        download(f"{folder}/{SBERT_CONFIG_FILE}" if folder else SBERT_CONFIG_FILE)
+        if folder:
+            download(f"{folder}/config.json")
+    return modules_path.parent
+
+
 def write_layout(
     directory: str | Path,
     task: str,

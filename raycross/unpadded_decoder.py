@@ -23,17 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from raycross.unpadded import _has
+
 _FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 _LAYER_PARTS = ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn.q_proj", "self_attn.k_proj",
                 "self_attn.v_proj", "self_attn.o_proj")
-
-
-def _has(module: Any, dotted: str) -> bool:
-    for part in dotted.split("."):
-        module = getattr(module, part, None)
-        if module is None:
-            return False
-    return True
 
 
 def supports_packed(hf_model: nn.Module) -> bool:

@@ -255,9 +255,12 @@ class CrossEncoderLoss(nn.Module):
         """The loss of a planned batch: scores ``plan`` (tokenized ahead or now) and compares with ``labels``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement loss_from_plan(plan, labels)")
 
-    def forward(self, inputs: Sequence[Sequence[Any]] | ScorePlan, labels: Any = None) -> Tensor:
-        """The loss of a batch given as input columns (sentence-transformers style) or as this loss's plan."""
+    def forward(self, inputs: Sequence[Sequence[Any]] | ScorePlan, labels: Any = None, prompt: str | None = None) -> Tensor:
+        """The loss of a batch given as input columns (sentence-transformers style) or as this loss's plan;
+        ``prompt`` goes before every pair it tokenizes (as sentence-transformers' ``loss(..., prompt=...)``)."""
         plan = inputs if isinstance(inputs, ScorePlan) else self.plan(inputs)
+        if prompt is not None:
+            plan.prompt = prompt
         return self.loss_from_plan(plan, labels)
 
     def score(self, plan: ScorePlan) -> Tensor:

@@ -53,6 +53,7 @@ class ScorePlan:
         info: what the loss needs besides the logits (batch size, documents per query, ...).
         features: one tokenized mapping per chunk, set by :meth:`tokenize`.
         num_tokens: non-padding tokens of all chunks, set by :meth:`tokenize`.
+        prompt: the prompt ``preprocess`` puts before every pair (the training argument ``prompts``), or None.
 
     Example:
         >>> plan = ScorePlan.from_pairs([("a", "b")]).tokenize(model.preprocess)  # doctest: +SKIP
@@ -63,6 +64,7 @@ class ScorePlan:
     info: dict[str, Any] = field(default_factory=dict)
     features: list[Features] | None = None
     num_tokens: int = 0
+    prompt: str | None = None
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[Pair], mini_batch_size: int | None = None, **info: Any) -> ScorePlan:
@@ -87,9 +89,42 @@ class ScorePlan:
     def tokenize(self, preprocess: Callable[[list[Pair]], Features]) -> ScorePlan:
         """Tokenize every chunk with `preprocess` (the model's, or a thread's copy of it); no-op when done."""
         if self.features is None:
-            self.features = [preprocess(chunk) for chunk in self.chunks]
+            extra = {} if self.prompt is None else {"prompt": self.prompt}
+            self.features = [preprocess(chunk, **extra) for chunk in self.chunks]
             self.num_tokens = sum(count_tokens(f) for f in self.features)
         return self
+
+
+def call_loss(loss: Any, inputs: Any, labels: Any, prompt: str | None = None) -> Any:
+    """``loss(inputs, labels)`` with the dataset's `prompt`: carried by a plan, else passed as ``prompt=``
+    (sentence-transformers' convention) to a loss whose ``forward`` takes it.
+
+    Example:
+        >>> call_loss(loss, [["q"], ["d"]], [1.0], prompt="Judge: ")  # doctest: +SKIP
+    """
+    if prompt is None:
+        return loss(inputs, labels)
+    if isinstance(inputs, ScorePlan):
+        inputs.prompt = prompt
+        return loss(inputs, labels)
+    check_takes_prompt(loss, prompt)
+    return loss(inputs, labels, prompt=prompt)
+
+
+def check_takes_prompt(loss: Any, prompt: str) -> None:
+    """Raise a TypeError when `loss` can receive neither a plan nor a ``prompt=`` argument."""
+    import inspect
+
+    if is_planned(loss):
+        return
+    parameters = inspect.signature(loss.forward).parameters
+    if "prompt" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    raise TypeError(
+        f"prompts: {type(loss).__name__}.forward(inputs, labels) takes no `prompt`, so the training prompt "
+        f"{prompt!r} cannot reach its tokenization; accept `prompt=None` in forward and pass it to "
+        "model.preprocess, or drop the prompt for this dataset"
+    )
 
 
 def is_planned(loss: Any) -> bool:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -138,6 +139,9 @@ class CrossEncoderTrainingArguments:
     adapter before training: only the adapter and the scoring head train, checkpoints hold only them, and
     the final model is adapter-only unless ``merge_adapter=True`` (a plain model with the adapter merged).
 
+    Prompts (as sentence-transformers 6.2): ``prompts`` is one prompt put before every training and eval
+    pair, or a dict of dataset name -> prompt; per-column prompts are refused (the columns form pairs).
+
     Data arguments beyond sentence-transformers: ``prefetch_batches`` (batches gathered and tokenized
     ahead in a background thread; 0 = inline) and ``group_by_length`` (the transformers option: batches
     of rows of similar length, less padding; with ``batch_sampler='batch_sampler'``); ``streaming``
@@ -201,6 +205,7 @@ class CrossEncoderTrainingArguments:
     seed: int = 42
     batch_sampler: BatchSamplers | str = "batch_sampler"
     multi_dataset_batch_sampler: MultiDatasetBatchSamplers | str = "proportional"
+    prompts: str | dict[str, str] | None = None
     dataloader_drop_last: bool = False
     group_by_length: bool = False
     prefetch_batches: int = 2
@@ -231,6 +236,7 @@ class CrossEncoderTrainingArguments:
         if self.fp16 and self.bf16:
             raise ValueError("fp16 and bf16: at most one can be True, found both True")
         self._check_parallel_strategy()
+        self.prompts = self._parse_prompts(self.prompts)
         if self.eval_strategy is IntervalStrategy.STEPS and not self.eval_steps:
             # transformers falls back to logging_steps
             self.eval_steps = self.logging_steps
@@ -245,6 +251,29 @@ class CrossEncoderTrainingArguments:
             self.run_name = Path(self.output_dir).name or "raycross"
 
     # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _parse_prompts(prompts: Any) -> str | dict[str, str] | None:
+        """One prompt for every dataset, or dataset name -> prompt (a JSON string of either works too)."""
+        if isinstance(prompts, str):
+            try:
+                prompts = json.loads(prompts)
+            except json.JSONDecodeError:
+                return prompts
+        if prompts is None or isinstance(prompts, str):
+            return prompts
+        if not isinstance(prompts, dict):
+            raise ValueError(f"prompts: expected a string or a dict of dataset name -> prompt, found {prompts!r}")
+        for name, value in prompts.items():
+            if isinstance(value, dict):
+                raise ValueError(
+                    f"prompts[{name!r}]: cross-encoder prompts cannot be per column (the columns are joined into "
+                    "pairs); give one string, or a dict of dataset name -> prompt string, e.g. "
+                    "prompts={'dataset_a': 'Search: ', 'dataset_b': 'Retrieve: '}"
+                )
+            if not isinstance(value, str):
+                raise ValueError(f"prompts[{name!r}]: expected a prompt string, found {type(value).__name__}")
+        return dict(prompts)
+
     def _check_positive_ints(self) -> None:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
@@ -288,11 +317,11 @@ class CrossEncoderTrainingArguments:
             raise ValueError(f"parallel_strategy: expected 'ddp' or 'fsdp', found {self.parallel_strategy!r}")
         if self.parallel_strategy == "fsdp" and self.num_workers == 0:
             raise ValueError(
-                "parallel_strategy='fsdp' shards the model over Ray Train workers: set num_workers >= 1, "
+                "parallel_strategy: 'fsdp' shards the model over Ray Train workers and needs num_workers >= 1, "
                 "found num_workers=0 (in-process training)"
             )
         if self.parallel_strategy == "fsdp" and self.fp16:
-            raise ValueError("parallel_strategy='fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
+            raise ValueError("parallel_strategy: 'fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
                              "found fp16=True")
         if self.lora_config is not None and not isinstance(self.lora_config, dict) \
                 and type(self.lora_config).__name__ != "LoraConfig" and not hasattr(self.lora_config, "peft_type"):

@@ -56,6 +56,7 @@ class Batch:
     num_rows: int
     seed: int = 0
     plan: ScorePlan | None = None
+    prompt: str | None = None  # the dataset's training prompt (argument ``prompts``)
 
     @property
     def loss_inputs(self) -> ScorePlan | list[list[Any]]:
@@ -77,7 +78,9 @@ def plan_batch(batch: Batch, loss: Any, preprocess: Callable[[Any], Any]) -> Bat
     """
     if batch.plan is None and is_planned(loss):
         generator = torch.Generator().manual_seed(batch.seed)
-        batch.plan = loss.plan(batch.inputs, generator).tokenize(preprocess)
+        plan = loss.plan(batch.inputs, generator)
+        plan.prompt = batch.prompt
+        batch.plan = plan.tokenize(preprocess)
     return batch
 
 

@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from raycross.losses._plan import call_loss
+from raycross.prompts import dataset_prompt
+
 from raycross.training.tables import Shard
 
 
@@ -46,7 +49,7 @@ def inference_mode(model: Any, losses: list[Any]) -> Iterator[None]:
             loss.gather_across_devices = True
 
 
-def loss_sums(loss: Any, shard: Shard, batch_size: int, autocast: Any) -> tuple[float, float]:
+def loss_sums(loss: Any, shard: Shard, batch_size: int, autocast: Any, prompt: str | None = None) -> tuple[float, float]:
     """(sum of per-row loss, number of rows) over a whole eval shard, in order.
 
     Example:
@@ -57,7 +60,7 @@ def loss_sums(loss: Any, shard: Shard, batch_size: int, autocast: Any) -> tuple[
         indices = np.arange(start, min(start + batch_size, shard.num_rows))
         inputs, labels = shard.batch(indices)
         with autocast():
-            out = loss(inputs, labels)
+            out = call_loss(loss, inputs, labels, prompt)
         value = torch.stack([v.float() for v in out.values()]).sum() if isinstance(out, dict) else out
         total += float(value) * len(indices)
         rows += len(indices)
@@ -79,6 +82,7 @@ def evaluate_model(
     output_path: str | None = None,
     epoch: float | None = None,
     step: int | None = None,
+    prompts: str | dict[str, str] | None = None,
 ) -> dict[str, float]:
     """All evaluation metrics of `model`: the loss on every eval dataset and the evaluator's metrics.
 
@@ -98,6 +102,7 @@ def evaluate_model(
             default: this process alone.
         shard_eval: every worker evaluates its part (else rank 0 alone, result shared).
         output_path, epoch, step: passed to the evaluator (CSV output, epoch/step columns).
+        prompts: the training argument ``prompts`` (one prompt, or dataset name -> prompt) for the eval losses.
 
     Example:
         >>> evaluate_model(model, {"eval": shard}, {"eval": loss}, 32)  # doctest: +SKIP
@@ -114,7 +119,9 @@ def evaluate_model(
             sums: list[float] = []
             for name in names:
                 shard = shards.get(name)
-                total, rows = loss_sums(losses[name], shard, batch_size, autocast) if shard is not None else (0.0, 0.0)
+                prompt = dataset_prompt(prompts, name)
+                total, rows = (loss_sums(losses[name], shard, batch_size, autocast, prompt) if shard is not None
+                               else (0.0, 0.0))
                 sums += [total, rows]
             # a sum over workers: shards add up; without sharding only rank 0 contributes
             sums = workers.all_reduce_sum(sums)

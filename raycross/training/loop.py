@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from transformers import TrainerControl, TrainerState
 
+from raycross.losses._plan import call_loss
+from raycross.prompts import dataset_prompt
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
 from raycross.training.batches import Batch, BatchStream, batch_seed, epoch_step_plan
 from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback, TensorBoardCallback
@@ -374,12 +376,13 @@ class TrainingLoop:
         def make_batch(i: int) -> Batch:
             name, j = step_plan[i]
             seed = batch_seed(args.seed, epoch, i, self.rt.rank)
+            prompt = dataset_prompt(args.prompts, name)
             if name in streamed:  # the next batch of the stream (steps are built in order)
                 inputs, labels, rows = next(streamed[name])
-                return Batch(name, inputs, labels, rows, seed=seed)
+                return Batch(name, inputs, labels, rows, seed=seed, prompt=prompt)
             rows = batches[name][j]
             inputs, labels = self.shards[name].batch(rows)
-            return Batch(name, inputs, labels, len(rows), seed=seed)
+            return Batch(name, inputs, labels, len(rows), seed=seed, prompt=prompt)
 
         if start == 0:
             self.control = self.handler.call("on_epoch_begin", args, state, self.control, model=self.model)
@@ -399,7 +402,7 @@ class TrainingLoop:
             # are synced across workers on the group's last micro-batch only
             with self.model.gradient_sync(last_in_group):
                 with self._autocast():
-                    out = self.job.losses[batch.dataset](batch.loss_inputs, batch.labels)
+                    out = call_loss(self.job.losses[batch.dataset], batch.loss_inputs, batch.labels, batch.prompt)
                 loss = _total(out)
                 scaled = loss / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
@@ -514,7 +517,7 @@ class TrainingLoop:
         with fsdp.gathered(self.model.hf_model) if self.sharded else nullcontext():
             metrics = evaluate_model(
                 self.model, self.eval_shards, job.eval_losses, args.per_device_eval_batch_size, job.evaluator,
-                single_eval=job.single_eval, autocast=self._autocast,
+                single_eval=job.single_eval, autocast=self._autocast, prompts=args.prompts,
                 quiet_losses=[*job.losses.values(), *job.eval_losses.values()], workers=self.rt,
                 shard_eval=args.shard_eval,
                 output_path=None if self.rt.is_ray else str(Path(args.output_dir) / "eval"),

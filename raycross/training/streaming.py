@@ -72,6 +72,8 @@ class WindowedBatches:
         drop_last: drop the last incomplete batch of the epoch.
         group_by_length: batches of similar text length within the window.
         stream: (dataset index, worker rank): makes each worker's and dataset's shuffle its own.
+        row_check: called as ``row_check(block, offset)`` on every block as it arrives (``offset``: rows of
+            the epoch read before it), e.g. a row validator that raises on a bad row.
     """
 
     def __init__(
@@ -86,8 +88,10 @@ class WindowedBatches:
         drop_last: bool = False,
         group_by_length: bool = False,
         stream: tuple[int, ...] = (),
+        row_check: Any = None,
     ) -> None:
         self.blocks = blocks
+        self.row_check = row_check
         self.input_columns = list(input_columns)
         self.label_column = label_column
         self.kind = BatchSamplers.parse(kind, "batch_sampler")
@@ -151,6 +155,8 @@ class WindowedBatches:
         for block in self.blocks.epoch_blocks(epoch, self.stream):
             if block.num_rows == 0:
                 continue
+            if self.row_check is not None:
+                self.row_check(block, self.rows_read)
             pending.append(block)
             pending_rows += block.num_rows
             self.rows_read += block.num_rows

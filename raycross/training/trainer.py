@@ -34,6 +34,8 @@ from raycross.training.validation import (
     check_batching,
     check_best_metric,
     check_dataset_against_loss,
+    check_losses_take_prompts,
+    check_prompts,
     check_resources,
     check_strategies,
     resolve_losses,
@@ -80,7 +82,7 @@ class CrossEncoderTrainer:
             raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
         self.model = model
         self.args = args
-        _prepare_adapter(model, args)
+        lora_config = _check_adapter(model, args)
         self.callbacks = list(callbacks or [])
         # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
         self.run_callbacks: list[Any] = []
@@ -111,11 +113,14 @@ class CrossEncoderTrainer:
         for name, spec in self.eval_specs.items():
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
         check_strategies(args, bool(eval_named), evaluator is not None)
+        check_prompts(args, list(train_named), list(eval_named), self.single_train)
+        check_losses_take_prompts(args.prompts, {**self.losses, **self.eval_losses})
         self.metric_key = check_best_metric(args, evaluator, list(eval_named), self.single_eval, model.num_labels)
         self.location = RunLocation.from_args(args)
         if self.location.is_remote and args.num_workers == 0:
             raise ValueError(f"storage_path={args.storage_path!r}: a URI needs Ray workers (num_workers > 0); "
                              "in-process training writes checkpoints to a local directory")
+        _prepare_adapter(model, lora_config)  # last: a failed check above leaves the model untouched
 
     # ------------------------------------------------------------------ construction helpers
     def _resolve_eval_losses(self, loss: Any, eval_names: list[str]) -> dict[str, Any]:
@@ -321,24 +326,33 @@ class CrossEncoderTrainer:
         return evaluate_model(
             self.model, shards, self.eval_losses, self.args.per_device_eval_batch_size, self.evaluator,
             single_eval=self.single_eval, quiet_losses=[*self.losses.values(), *self.eval_losses.values()],
+            prompts=self.args.prompts,
             autocast=autocast_for(self.args.bf16, self.args.fp16, self.model.device.type),
         )
 
 
-def _prepare_adapter(model: Any, args: CrossEncoderTrainingArguments) -> None:
-    """Add the LoRA adapter of ``args.lora_config`` (checked here, before any worker starts), or make an
-    existing adapter and its head trainable."""
+def _check_adapter(model: Any, args: CrossEncoderTrainingArguments) -> Any:
+    """The peft config of ``args.lora_config``, checked against the model (None without one)."""
     from raycross import adapters
 
-    if args.lora_config is not None:
-        if model.has_adapter:
-            raise ValueError(
-                f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
-                "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
-            )
-        config = adapters.as_lora_config(args.lora_config, "lora_config")
-        adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
-        model.add_adapter(config)
+    if args.lora_config is None:
+        return None
+    if model.has_adapter:
+        raise ValueError(
+            f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
+            "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
+        )
+    config = adapters.as_lora_config(args.lora_config, "lora_config")
+    adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
+    return config
+
+
+def _prepare_adapter(model: Any, lora_config: Any) -> None:
+    """Add the checked LoRA adapter, or make an existing adapter and its head trainable."""
+    from raycross import adapters
+
+    if lora_config is not None:
+        model.add_adapter(lora_config)
     elif model.has_adapter:
         adapters.set_trainable(model.hf_model, True)
 

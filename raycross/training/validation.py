@@ -199,6 +199,31 @@ def check_best_metric(args: CrossEncoderTrainingArguments, evaluator: Any, eval_
     return metric
 
 
+def check_prompts(args: CrossEncoderTrainingArguments, train_names: list[str], eval_names: list[str],
+                  single_train: bool) -> None:
+    """A per-dataset ``prompts`` dict must name datasets (and needs datasets given as a dict)."""
+    if not isinstance(args.prompts, dict):
+        return
+    if single_train and not eval_names:
+        raise ValueError("prompts: a dict of dataset name -> prompt needs train_dataset as a dict of named datasets; "
+                         "for one dataset give a single prompt string")
+    names = sorted(set(train_names) | set(eval_names))
+    unknown = sorted(set(args.prompts) - set(names))
+    if unknown:
+        raise ValueError(f"prompts: {unknown} are not dataset names; the datasets are {names}")
+
+
+def check_losses_take_prompts(prompts: Any, losses: Mapping[str, Any]) -> None:
+    """Every loss of a dataset with a training prompt must be able to apply it (before any worker starts)."""
+    from raycross.losses._plan import check_takes_prompt
+    from raycross.prompts import dataset_prompt
+
+    for name, loss in losses.items():
+        prompt = dataset_prompt(prompts, name)
+        if prompt is not None:
+            check_takes_prompt(loss, prompt)
+
+
 def check_strategies(args: CrossEncoderTrainingArguments, has_eval_data: bool, has_evaluator: bool) -> None:
     if args.eval_strategy is not IntervalStrategy.NO and not (has_eval_data or has_evaluator):
         raise ValueError(

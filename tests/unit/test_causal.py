@@ -192,3 +192,24 @@ def test_module_directories_of_other_layouts(minilm_dir, tmp_path):
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
     with pytest.raises(ValueError, match="found modules .*Pooling"):
         CrossEncoder(str(tmp_path / "ce"))
+
+
+def test_hub_module_files_are_read_without_the_weights(tiny_causal_path, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from raycross import st_modules
+
+    CrossEncoder(str(tiny_causal_path), device="cpu", score_tokens=("no", None)).save_pretrained(tmp_path / "repo")
+    fetched = []
+
+    def fake_download(repo_id, filename, **kwargs):  # the hub, served from a local save
+        fetched.append(filename)
+        path = tmp_path / "repo" / filename
+        if not path.is_file():
+            raise FileNotFoundError(filename)
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    layout = st_modules.read_layout(st_modules.fetch_layout("someone/reranker"))
+    assert layout.task == "text-generation" and layout.logit_score["false_token_id"] is None
+    assert not any(name.endswith(".safetensors") for name in fetched)

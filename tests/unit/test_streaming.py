@@ -199,3 +199,12 @@ def test_multi_dataset_streams_keep_proportions(tiny_model_path, tmp_path):
         assert Counter(recorder.datasets) == expected
         for name, docs in zip(recorder.datasets, recorder.docs):
             assert all(d.startswith(name[0]) for d in docs)
+
+
+def test_row_check_sees_every_block_with_its_offset():
+    seen = []
+    stream = WindowedBatches(TableBlocks(_table(20), 6, seed=0), ["query", "doc"], None, "batch_sampler", 4, seed=0,
+                             window_rows=8, row_check=lambda block, offset: seen.append((offset, block.num_rows)))
+    list(stream.epoch(0, 5))
+    sizes = [n for _, n in seen]
+    assert sorted(sizes) == [2, 6, 6, 6] and [o for o, _ in seen] == [sum(sizes[:i]) for i in range(4)]
