@@ -33,6 +33,7 @@ class DatasetSpec:
     num_rows: int
     sample_row: dict[str, Any] = field(repr=False)
     list_columns: list[str] = field(default_factory=list)
+    rows_checked: bool = False  # every row checked on the driver (else the workers check their shards)
 
     @property
     def where(self) -> str:
