@@ -61,6 +61,20 @@ def import_from_string(dotted_path: str) -> Any:
     return getattr(importlib.import_module(module_path), name)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model", "merges.txt")
+
+
+def _check_tokenizer_files(source: str) -> None:
+    """A local model directory must hold its tokenizer (transformers would otherwise build an empty one)."""
+    directory = Path(source)
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"model_name_or_path={source!r}: the directory holds no tokenizer files (one of {list(TOKENIZER_FILES)}); "
+            "save the tokenizer with the model (tokenizer.save_pretrained) or copy its files there"
+        )
+
+
 def _looks_like_local_path(name: str) -> bool:
     # A hub id is "name" or "owner/name"; anything else that does not exist locally is a bad path.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
@@ -311,6 +325,7 @@ class CrossEncoder(nn.Module):
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
         tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
+        _check_tokenizer_files(tokenizer_source)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
         if adapter_dir is not None:
             local_dir = adapter_dir
@@ -334,6 +349,9 @@ class CrossEncoder(nn.Module):
             self._chat = self._make_chat_template()
 
         self.max_length = max_length or self._default_max_length(local_dir)  # kept on the tokenizer
+        if activation_fn is not None and not callable(activation_fn):
+            raise TypeError(f"activation_fn: expected a callable (e.g. torch.nn.Sigmoid()), found "
+                            f"{type(activation_fn).__name__} {activation_fn!r}")
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
 
         if device is None:
@@ -466,7 +484,14 @@ class CrossEncoder(nn.Module):
                 path,
             )
             return None
-        return import_from_string(path)()
+        where = f"the activation_fn {path!r} stored with the model ({local_dir or self.model_name_or_path})"
+        try:
+            activation = import_from_string(path)()
+        except (ImportError, AttributeError, TypeError, ValueError) as error:
+            raise ValueError(f"{where} cannot be built: {type(error).__name__}: {error}") from None
+        if not callable(activation):
+            raise TypeError(f"{where} is not callable: it gives {type(activation).__name__} {activation!r}")
+        return activation
 
     def _load_model_card(self, source: str, local_dir: Path | None, revision: str | None) -> None:
         """Keep a saved README (reused on save while nothing changed) and its front matter's user fields."""

@@ -19,29 +19,34 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
+import pyarrow as pa
 import torch
 
+from raycross.data import DatasetSpec, is_paths, is_ray_dataset, to_arrow, to_ray
 from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
 from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
 from raycross.training.location import RunLocation, open_checkpoint
+from raycross.training.lock import RunLock
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
-    DatasetSpec,
     as_named,
     check_batching,
     check_best_metric,
     check_dataset_against_loss,
+    check_dataset_rows,
     check_losses_take_prompts,
     check_prompts,
     check_resources,
     check_strategies,
+    dataset_label,
     resolve_losses,
 )
-from raycross.training.tables import to_arrow_table
+from raycross.data.rows import describe_conversion_error
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +131,11 @@ class CrossEncoderTrainer:
             check_batching(spec, args, self._train_tables.get(name))
         for name, spec in self.eval_specs.items():
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
+        for specs, tables, losses in ((self.train_specs, self._train_tables, self.losses),
+                                      (self.eval_specs, self._eval_tables, self.eval_losses)):
+            for name, table in tables.items():
+                check_dataset_rows(specs[name], losses[name], model, table)
+                specs[name].rows_checked = True
         check_strategies(args, bool(eval_named), evaluator is not None)
         check_prompts(args, list(train_named), list(eval_named), self.single_train)
         check_losses_take_prompts(args.prompts, {**self.losses, **self.eval_losses})
@@ -165,22 +175,23 @@ class CrossEncoderTrainer:
         world = max(1, self.args.num_workers)
         for name, dataset in named.items():
             where = kind if len(named) == 1 and name == kind else f"{kind}:{name}"
-            lazy = _is_ray_dataset(dataset) or _is_paths(dataset)
+            lazy = is_ray_dataset(dataset) or is_paths(dataset)
             if distributed and lazy:
-                from raycross.data import to_ray_dataset
-
-                data[name] = to_ray_dataset(dataset)
+                data[name] = to_ray(dataset)
                 specs[name] = DatasetSpec.from_ray(where, data[name])
             elif kind == "train" and parquet_paths(dataset) is not None and choose_streaming(
                     self.args.streaming, dataset, True, world):
                 data[name] = ParquetFiles(parquet_paths(dataset))  # in this process, read block by block
                 specs[name] = DatasetSpec.from_sample(where, data[name].head(1), data[name].num_rows)
-            elif kind == "train" and _is_ray_dataset(dataset) and self.args.streaming is not False and choose_streaming(
+            elif kind == "train" and is_ray_dataset(dataset) and self.args.streaming is not False and choose_streaming(
                     self.args.streaming, dataset, True, world, *_count_and_sample(dataset)):
                 data[name] = dataset  # in this process, through Ray Data block by block
                 specs[name] = DatasetSpec.from_ray(where, dataset)
             else:
-                table = to_arrow_table(dataset)
+                try:
+                    table = to_arrow(dataset)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                    raise describe_conversion_error(dataset, dataset_label(where), error) from None
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
             if kind == "train" and choose_streaming(self.args.streaming, dataset, lazy, world, specs[name].num_rows,
                                                     specs[name].sample_row):
@@ -221,18 +232,48 @@ class CrossEncoderTrainer:
                 place (``output_dir``, or ``storage_path/run_name``).
         """
         check_resources(self.args)
+        if self.args.num_workers > 0:
+            from raycross.ray_connect import check_reachable
+
+            import ray
+
+            if not ray.is_initialized():
+                check_reachable()
         if self.model_init is not None:
             self._reinit_model()
         resume_from = str(resume_from_checkpoint) if isinstance(resume_from_checkpoint, (str, os.PathLike)) else None
-        if resume_from_checkpoint is False:
-            deleted = clear_checkpoints(self.run_dir)
-            if deleted:
-                logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
-                               len(deleted), self.run_dir)
-        result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
+        with self._run_locks():
+            self._clean_interrupted_writes()
+            if resume_from_checkpoint is False:
+                deleted = clear_checkpoints(self.run_dir)
+                if deleted:
+                    logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
+                                   len(deleted), self.run_dir)
+            result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
         if self.args.push_to_hub:
             self.push_to_hub()
         return result
+
+    def _run_locks(self) -> ExitStack:
+        """The run's locks: ``output_dir`` and, when elsewhere on a local/shared path, the run directory."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(RunLock(self.location.output_dir, "output_dir"))
+            if not self.location.is_remote and self.location.run_dir != self.location.output_dir:
+                stack.enter_context(RunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def _clean_interrupted_writes(self) -> None:
+        """Remove what killed checkpoint writes and exports left behind (this run holds the locks)."""
+        from raycross.training.checkpoints import clean_interrupted_writes
+        from raycross.training.export import recover_export
+
+        if not self.location.is_remote:
+            clean_interrupted_writes(self.location.run_dir)
+        recover_export(self.location.output_dir)
 
     def push_to_hub(self, commit_message: str | None = None) -> str:
         """Upload ``output_dir`` (final model, model card, trainer state; not the checkpoints) to
@@ -271,7 +312,9 @@ class CrossEncoderTrainer:
             # a runtime_env here would clash with a Ray job's own (ray job submit --runtime-env);
             # the workers get the variable from their worker runtime env, a local cluster inherits it
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            ray.init()
+            from raycross.ray_connect import init_ray
+
+            init_ray()
         use_gpu = args.use_gpu
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers
@@ -296,8 +339,9 @@ class CrossEncoderTrainer:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"job": self._job(resume_from, show_progress=False)},
-            scaling_config=ScalingConfig(num_workers=args.num_workers, use_gpu=bool(use_gpu),
-                                         resources_per_worker=args.resources_per_worker),
+            scaling_config=ScalingConfig(num_workers=self._worker_count(), use_gpu=bool(use_gpu),
+                                         resources_per_worker=args.resources_per_worker,
+                                         elastic_resize_monitor_interval_s=args.elastic_resize_interval_s),
             run_config=RunConfig(
                 name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=checkpoint_config,
@@ -315,6 +359,13 @@ class CrossEncoderTrainer:
         with open_checkpoint(checkpoint.path, checkpoint.filesystem) as last:
             outcome = outcome_from_checkpoint(last, result.metrics, checkpoint.path)
             return finish_run(self, outcome, last_dir=last, filesystem=checkpoint.filesystem)
+
+    def _worker_count(self) -> int | tuple[int, int]:
+        """``num_workers``, or the elastic range ``(num_workers, max_workers)``."""
+        args = self.args
+        if args.max_workers is not None and args.max_workers > args.num_workers:
+            return (args.num_workers, args.max_workers)
+        return args.num_workers
 
     @staticmethod
     def _as_ray(data: Any, spec: DatasetSpec) -> Any:
@@ -341,7 +392,7 @@ class CrossEncoderTrainer:
 
         shards = {}
         for name, spec in self.eval_specs.items():
-            table = to_arrow_table(self._eval_data[name]).select(spec.columns)
+            table = to_arrow(self._eval_data[name]).select(spec.columns)
             shards[name] = Shard(table, spec.input_columns, spec.label_column)
         return evaluate_model(
             self.model, shards, self.eval_losses, self.args.per_device_eval_batch_size, self.evaluator,
@@ -426,11 +477,3 @@ def _count_and_sample(dataset: Any) -> tuple[int, dict[str, Any] | None]:
     rows = dataset.take(1)
     return dataset.count(), (dict(rows[0]) if rows else None)
 
-
-def _is_ray_dataset(data: Any) -> bool:
-    return type(data).__name__ in ("Dataset", "MaterializedDataset") and hasattr(data, "to_arrow_refs")
-
-
-def _is_paths(data: Any) -> bool:
-    items = data if isinstance(data, (list, tuple)) else [data]
-    return bool(items) and all(isinstance(d, (str, os.PathLike)) for d in items)

@@ -13,62 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raycross.data import split_columns
+from raycross.data import DatasetSpec, is_dataset_dict
+from raycross.data.spec import where as dataset_label  # how errors name a dataset
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DatasetSpec:
-    """What the trainer knows about one dataset: columns (input order + label), size, a sample row."""
-
-    name: str
-    columns: list[str]
-    input_columns: list[str]
-    label_column: str | None
-    num_rows: int
-    sample_row: dict[str, Any] = field(repr=False)
-    list_columns: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_table(cls, name: str, table: pa.Table) -> DatasetSpec:
-        return cls._build(name, list(table.column_names), table.num_rows,
-                          table.slice(0, 1).to_pylist()[0] if table.num_rows else {})
-
-    @classmethod
-    def from_sample(cls, name: str, head: pa.Table, num_rows: int) -> DatasetSpec:
-        """From the first rows and the row count (a dataset read lazily, e.g. streamed parquet files)."""
-        return cls._build(name, list(head.column_names), num_rows, head.slice(0, 1).to_pylist()[0] if head.num_rows else {})
-
-    @classmethod
-    def from_ray(cls, name: str, dataset: Any) -> DatasetSpec:
-        rows = dataset.take(1)
-        return cls._build(name, list(dataset.columns()), dataset.count(), dict(rows[0]) if rows else {})
-
-    @classmethod
-    def _build(cls, name: str, columns: list[str], num_rows: int, sample: dict[str, Any]) -> DatasetSpec:
-        where = _where(name)
-        if num_rows == 0:
-            raise ValueError(f"{where} is empty (0 rows)")
-        try:
-            inputs, label = split_columns(columns)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        list_columns = [c for c in inputs if isinstance(sample.get(c), (list, tuple, np.ndarray))]
-        return cls(name, inputs + ([label] if label else []), inputs, label, num_rows, sample, list_columns)
-
-
-def _where(name: str) -> str:
-    kind, _, key = name.partition(":")
-    return f"{kind}_dataset" + (f"[{key!r}]" if key else "")
 
 
 def normalize_metric(name: str) -> str:
@@ -78,8 +33,6 @@ def normalize_metric(name: str) -> str:
 
 def as_named(data: Any, kind: str) -> tuple[dict[str, Any], bool]:
     """A dataset argument as {name: dataset} plus whether it was a single dataset."""
-    from raycross.data import is_dataset_dict
-
     if data is None:
         return {}, True
     rows_per_value = isinstance(data, Mapping) and data and all(
@@ -139,7 +92,7 @@ def resolve_losses(model: Any, loss: Any, train_names: list[str], single: bool) 
 
 def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: pa.Table | None) -> None:
     """Columns vs loss (the loss's own ``validate_columns``) and labels vs ``num_labels``."""
-    where = _where(spec.name)
+    where = dataset_label(spec.name)
     validate = getattr(loss, "validate_columns", None)
     if callable(validate):
         try:
@@ -148,9 +101,8 @@ def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: 
             raise type(err)(f"{where} (columns {spec.columns}) does not fit the loss: {err}") from None
     if spec.label_column is None or spec.label_column in spec.list_columns:
         return
-    num_labels = int(model.num_labels)
-    wants_classes = type(loss).__name__ == "CrossEntropyLoss" or (num_labels > 1 and _is_int_label(spec))
-    if not wants_classes:
+    num_labels = class_count(spec, loss, model)
+    if num_labels is None:
         return
     sample = spec.sample_row.get(spec.label_column)
     if not _is_int_label(spec):
@@ -164,11 +116,35 @@ def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: 
     else:
         low = high = int(sample)
     if low < 0 or high >= num_labels:
+        first = ""
+        if table is not None:
+            outside = pc.or_(pc.less(column, 0), pc.greater_equal(column, num_labels))
+            row = pc.index(outside, True).as_py()
+            first = f" (first at row {row}: {column[row].as_py()!r})"
         raise ValueError(
             f"{where}: labels in column {spec.label_column!r} range over [{low}, {high}], but the model has "
             f"num_labels={num_labels} (class labels must be in [0, {num_labels})); load the model with "
-            f"CrossEncoder(..., num_labels={high + 1}) or fix the labels"
+            f"CrossEncoder(..., num_labels={high + 1}) or fix the labels{first}"
         )
+
+
+def class_count(spec: DatasetSpec, loss: Any, model: Any) -> int | None:
+    """The number of classes integer labels must fit (``num_labels``) when the loss trains classes, else None."""
+    if spec.label_column is None or spec.label_column in spec.list_columns:
+        return None
+    num_labels = int(model.num_labels)
+    wants_classes = type(loss).__name__ == "CrossEntropyLoss" or (num_labels > 1 and _is_int_label(spec))
+    return num_labels if wants_classes else None
+
+
+def check_dataset_rows(spec: DatasetSpec, loss: Any, model: Any, table: pa.Table, where: str | None = None) -> None:
+    """Every row of `table` (see :class:`raycross.data.rows.RowChecker`): texts are strings, labels finite
+    numbers within the classes. The error names the dataset, column, row and value."""
+    from raycross.data.rows import RowChecker
+
+    checker = RowChecker(where or dataset_label(spec.name), spec.input_columns, spec.label_column,
+                         class_count(spec, loss, model))
+    checker.check(table)
 
 
 def _is_int_label(spec: DatasetSpec) -> bool:
@@ -178,7 +154,7 @@ def _is_int_label(spec: DatasetSpec) -> bool:
 
 def check_batching(spec: DatasetSpec, args: CrossEncoderTrainingArguments, table: pa.Table | None) -> None:
     """Enough rows for every worker; the sampler's needs (labels for GROUP_BY_LABEL)."""
-    where = _where(spec.name)
+    where = dataset_label(spec.name)
     world = args.world_size
     if spec.num_rows < world:
         raise ValueError(
