@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from raycross import cli
+from raycross.config.prepare import add_teacher_scores
 from raycross.resources import QUICKSTART_DATA
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,9 +225,64 @@ def test_quickstart_flags_follow_run_quickstart(monkeypatch, tmp_path, capsys):
     assert received["output_dir"] == str(tmp_path)
     assert received["max_steps"] == 5 and isinstance(received["max_steps"], int)
     assert received["learning_rate"] == 1e-4
-    out = capsys.readouterr().out
-    assert out.startswith("[1/5] data: ...")
-    assert json.loads(out.split("\n", 1)[1])["model_path"] == str(tmp_path / "model")
+    captured = capsys.readouterr()
+    # progress lines and the summary table on stderr; stdout holds only the result (for scripts)
+    assert captured.err.startswith("[1/5] data: ...")
+    assert "raycross quickstart: summary" in captured.err and "model" in captured.err
+    assert json.loads(captured.out)["model_path"] == str(tmp_path / "model")
+    assert cli.main(["quickstart", "--output-dir", str(tmp_path), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/5]" not in captured.err and "raycross quickstart: summary" in captured.err
+
+
+def test_exit_codes_scripts_can_rely_on(monkeypatch, tmp_path, capsys):
+    from raycross import console, quickstart
+
+    def failing(**kwargs):
+        raise RuntimeError("disk full")
+
+    def invalid(**kwargs):
+        raise ValueError("num_negatives: expected an integer >= 1, found 0")
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    for fake, code, message in ((failing, console.EXIT_FAILED, "failed: RuntimeError: disk full"),
+                                (invalid, console.EXIT_USAGE, "error: num_negatives"),
+                                (interrupted, console.EXIT_INTERRUPTED, "interrupted")):
+        fake.__signature__ = inspect.signature(quickstart.run_quickstart)
+        monkeypatch.setattr(quickstart, "run_quickstart", fake)
+        assert cli.main(["quickstart", "--output-dir", str(tmp_path)]) == code
+        assert message in capsys.readouterr().err
+    assert cli.main(["train", "--config", str(tmp_path / "missing.yaml")]) == console.EXIT_USAGE
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["quickstart", "--quiet", "--verbose"])
+    assert exc.value.code == console.EXIT_USAGE
+
+
+def test_python_dash_m_raycross_runs_the_cli():
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "raycross", "--version"], capture_output=True, text=True,
+                            env={**os.environ}, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("raycross ")
+
+
+def test_console_hides_loader_noise_unless_verbose():
+    import logging
+
+    from raycross import console
+
+    console.configure_output("normal")
+    assert not logging.getLogger("faiss.loader").isEnabledFor(logging.INFO)
+    assert logging.getLogger("raycross").isEnabledFor(logging.INFO)
+    console.configure_output("verbose")
+    assert logging.getLogger("faiss.loader").isEnabledFor(logging.INFO)
+    console.configure_output("quiet")
+    assert not logging.getLogger("raycross").isEnabledFor(logging.INFO)
+    console.configure_output("normal")
 
 
 # ----------------------------------------------------------------------------------- teacher scores
@@ -244,8 +300,7 @@ def test_teacher_scores_every_document_of_each_row(tiny_model_path):
 
     rows = {"query": ["the dog", "a cat"], "positive": ["a dog runs", "a cat sits"],
             "negative_1": ["a red car", "water"], "negative_2": ["the city", "an old man"]}
-    labeled = cli.add_teacher_scores({"teacher": {"model": str(tiny_model_path), "batch_size": 3}},
-                                     datasets.Dataset.from_dict(rows))
+    labeled = add_teacher_scores({"model": str(tiny_model_path), "batch_size": 3}, datasets.Dataset.from_dict(rows))
     assert labeled.column_names == ["query", "positive", "negative_1", "negative_2", "scores"]
     for i, query in enumerate(rows["query"]):
         docs = [rows[c][i] for c in ("positive", "negative_1", "negative_2")]
@@ -254,8 +309,8 @@ def test_teacher_scores_every_document_of_each_row(tiny_model_path):
 
     # A column of document lists (listwise data) gets one score per document, in order.
     lists = datasets.Dataset.from_dict({"query": ["the dog"], "docs": [["a dog runs", "water", "the city"]]})
-    labeled = cli.add_teacher_scores({"teacher": {"model": str(tiny_model_path), "apply_activation": True,
-                                                  "label_column": "labels"}}, lists)
+    labeled = add_teacher_scores({"model": str(tiny_model_path), "apply_activation": True, "label_column": "labels"},
+                                 lists)
     expected = 1 / (1 + np.exp(-np.array(_raw_logits(tiny_model_path, [("the dog", d) for d in lists[0]["docs"]]))))
     np.testing.assert_allclose(labeled[0]["labels"], expected, atol=1e-5)
 
@@ -267,7 +322,7 @@ def test_teacher_refuses_data_that_already_has_labels(tiny_model_path):
 
     data = datasets.Dataset.from_dict({"query": ["q"], "passage": ["p"], "label": [1]})
     with pytest.raises(ConfigError, match="already has a label column 'label'"):
-        cli.add_teacher_scores({"teacher": {"model": str(tiny_model_path)}}, data)
+        add_teacher_scores({"model": str(tiny_model_path)}, data)
 
 
 # ------------------------------------------------------------------------------------------ recipes
