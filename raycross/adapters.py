@@ -23,6 +23,8 @@ import copy
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,80 @@ def as_lora_config(config: Any, argument: str = "adapter_config") -> Any:
     raise TypeError(f"{argument}: expected a peft LoraConfig (or a dict of its arguments), found {type(config).__name__}")
 
 
+class ScoreRows(nn.Module):
+    """Trainable copies of the LM-head rows of a causal reranker's score tokens (``weight``: (tokens, hidden))."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(rows.detach().clone())
+
+
+class ScoredLMHead(nn.Module):
+    """A causal reranker's LM head whose score-token rows (true/false tokens) are the trainable
+    :class:`ScoreRows`; every other row is the frozen original (``linear``: tied weights stay tied;
+    not called ``base_layer``, which peft takes for one of its own layers).
+
+    Example:
+        >>> head = ScoredLMHead(torch.nn.Linear(4, 10, bias=False), [3, 7])
+        >>> head(torch.ones(2, 4)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, linear: nn.Linear, token_ids: list[int]) -> None:
+        super().__init__()
+        self.linear = linear
+        self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
+        self.score_rows = ScoreRows(linear.weight[token_ids])
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.linear.bias
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """The weight rows of the tokens `index` (the trainable ones for the score tokens)."""
+        if index.shape == self.token_ids.shape and torch.equal(index.to(self.token_ids.device), self.token_ids):
+            return self.score_rows.weight
+        return self.linear.weight.index_select(0, index)
+
+    def merged_weight(self) -> torch.Tensor:
+        return self.linear.weight.detach().index_copy(0, self.token_ids, self.score_rows.weight.detach())
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        out = self.linear(hidden)
+        rows = nn.functional.linear(hidden, self.score_rows.weight.to(hidden.dtype))
+        if self.linear.bias is not None:
+            rows = rows + self.linear.bias[self.token_ids].to(rows.dtype)
+        return out.index_copy(-1, self.token_ids.to(out.device), rows.to(out.dtype))
+
+
+def install_score_rows(hf_model: nn.Module, token_ids: list[int]) -> None:
+    """Make the score tokens' LM-head rows of a causal reranker trainable head parameters
+    (``lm_head.score_rows``), trained and saved with the adapter."""
+    head = hf_model.get_output_embeddings()
+    if isinstance(head, ScoredLMHead):
+        return
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"adapter on a causal reranker: expected a linear LM head, found {type(head).__name__}")
+    hf_model.set_output_embeddings(ScoredLMHead(head, token_ids))
+    name = next(n for n, m in hf_model.named_modules() if m is hf_model.get_output_embeddings())
+    hf_model.adapter_head_modules = [f"{name}.score_rows"]
+
+
+def remove_score_rows(hf_model: nn.Module) -> None:
+    """Fold the trained score rows back into the LM head and restore the plain linear layer."""
+    head = hf_model.get_output_embeddings()
+    if isinstance(head, ScoredLMHead):
+        with torch.no_grad():
+            head.linear.weight.index_copy_(0, head.token_ids, head.score_rows.weight)
+        hf_model.set_output_embeddings(head.linear)
+        if getattr(hf_model, "adapter_head_modules", None):
+            del hf_model.adapter_head_modules
+
+
 def head_module_names(hf_model: nn.Module) -> list[str]:
     """The scoring-head modules that train and save with an adapter.
 
@@ -102,9 +178,8 @@ def adapter_names(hf_model: nn.Module) -> list[str]:
     return list(getattr(hf_model, "peft_config", None) or {})
 
 
-def inject(hf_model: nn.Module, config: Any, adapter_name: str) -> Any:
-    """Inject a new adapter into `hf_model` in place (after the one-adapter and target checks); returns
-    the peft tuner that manages it. Only the adapter and the head stay trainable."""
+def check_can_inject(hf_model: nn.Module, config: Any, adapter_name: str) -> None:
+    """ValueError when `hf_model` already has an adapter, the name is empty, or a target module is missing."""
     require_peft()
     existing = adapter_names(hf_model)
     if existing:
@@ -116,6 +191,12 @@ def inject(hf_model: nn.Module, config: Any, adapter_name: str) -> Any:
     if not isinstance(adapter_name, str) or not adapter_name:
         raise ValueError(f"adapter_name: expected a non-empty string, found {adapter_name!r}")
     check_target_modules(config, hf_model)
+
+
+def inject(hf_model: nn.Module, config: Any, adapter_name: str) -> Any:
+    """Inject a new adapter into `hf_model` in place (after :func:`check_can_inject`); returns the peft
+    tuner that manages it. Only the adapter and the head stay trainable."""
+    check_can_inject(hf_model, config, adapter_name)
     from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
     tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(config.peft_type)
@@ -228,28 +309,46 @@ def merged_state_dict(hf_model: nn.Module) -> dict[str, torch.Tensor]:
             delta = sum(module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A)
             if isinstance(delta, torch.Tensor):
                 deltas[f"{name}.base_layer.weight"] = delta
+    scored = [name for name, module in hf_model.named_modules() if isinstance(module, ScoredLMHead)]
+    for name in scored:
+        module = hf_model.get_submodule(name)
+        deltas[f"{name}.linear.weight"] = module.merged_weight() - module.linear.weight.detach()
     for key, value in hf_model.state_dict().items():
-        if "lora_" in key or _is_adapter_param(key):
+        if "lora_" in key or _is_adapter_param(key) or ".score_rows." in key:
             continue
         if key in deltas:
             value = value + deltas[key].to(value.dtype)
-        state[key.replace(".base_layer.", ".")] = value
+        key = key.replace(".base_layer.", ".")
+        for name in scored:
+            key = key.replace(f"{name}.linear.", f"{name}.")
+        state[key] = value
     return state
 
 
-def merge_and_unload(tuner: Any, hf_model: nn.Module) -> None:
-    """Merge the adapter into the base weights and remove the adapter layers (in place); all parameters
-    become trainable again."""
-    tuner.merge_and_unload()
-    if hasattr(hf_model, "peft_config"):
-        del hf_model.peft_config
-    for param in hf_model.parameters():
-        param.requires_grad_(True)
+@contextmanager
+def untied_for_merge(hf_model: nn.Module) -> Iterator[None]:
+    """While saving a merged causal reranker whose LM head is tied to the input embeddings: untie them in
+    the config, so the trained score rows are written as a separate LM head (the embeddings stay as they were)."""
+    head = hf_model.get_output_embeddings()
+    config = hf_model.config
+    tied = isinstance(head, ScoredLMHead) and getattr(config, "tie_word_embeddings", False)
+    if tied:
+        config.tie_word_embeddings = False
+    try:
+        yield
+    finally:
+        if tied:
+            config.tie_word_embeddings = True
 
 
-def unload(tuner: Any, hf_model: nn.Module) -> None:
-    """Remove the adapter layers without merging (the base model as it was)."""
-    tuner.unload()
+def remove_adapter(tuner: Any, hf_model: nn.Module, merge: bool) -> None:
+    """Remove the adapter layers (in place), merging them into the base weights first when `merge`; the
+    trained head stays (score rows are folded into the LM head). All parameters become trainable again."""
+    if merge:
+        tuner.merge_and_unload()
+    else:
+        tuner.unload()
+    remove_score_rows(hf_model)
     if hasattr(hf_model, "peft_config"):
         del hf_model.peft_config
     for param in hf_model.parameters():

@@ -21,6 +21,15 @@ from torch import Tensor, nn
 
 from raycross.unpadded_decoder import packed_last_hidden, supports_packed
 
+
+def is_fsdp_sharded(module: nn.Module) -> bool:
+    """True when `module` was sharded with FSDP2's ``fully_shard``."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
+
 DEFAULT_TRUE_TOKEN = "yes"
 DEFAULT_FALSE_TOKEN = "no"
 # Families whose LM head is a plain linear layer on the final-normed hidden state (no logit scaling or
@@ -111,7 +120,8 @@ def _token_logits(hf_model: nn.Module, hidden: Tensor, token_ids: list[int]) -> 
     """Logits of `token_ids` for final hidden states (batch, hidden): two rows of the LM head."""
     head = hf_model.get_output_embeddings()
     index = torch.tensor(token_ids, device=hidden.device)
-    weight = head.weight.index_select(0, index)
+    # with an adapter the score tokens' rows are trainable (raycross.adapters.ScoredLMHead)
+    weight = head.rows(index) if hasattr(head, "rows") else head.weight.index_select(0, index)
     bias = head.bias.index_select(0, index) if getattr(head, "bias", None) is not None else None
     return nn.functional.linear(hidden, weight, bias)
 
@@ -122,7 +132,10 @@ def has_plain_head(hf_model: nn.Module) -> bool:
     if getattr(config, "model_type", None) not in _PLAIN_HEAD_TYPES:
         return False
     head = hf_model.get_output_embeddings()
-    return type(head) is nn.Linear and hasattr(hf_model, "model")
+    if is_fsdp_sharded(hf_model):
+        return False  # FSDP2 all-gathers through the root's forward: the full model at the last position
+    plain = type(head) is nn.Linear or type(getattr(head, "linear", None)) is nn.Linear
+    return plain and hasattr(hf_model, "model")
 
 
 def causal_scores(hf_model: nn.Module, head: LogitScore, features: Mapping[str, Tensor], packed: bool = True,

@@ -523,7 +523,9 @@ def _connect_to_job_cluster() -> None:
     import ray
 
     if not ray.is_initialized():
-        context = ray.init(log_to_driver=True)
+        from raycross.ray_connect import init_ray
+
+        context = init_ray(log_to_driver=True)
         logger.info("connected to the Ray cluster; dashboard: %s", getattr(context, "dashboard_url", None) or "n/a")
 
 

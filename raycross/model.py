@@ -32,7 +32,8 @@ from transformers import (
 
 from raycross import __version__, adapters
 from raycross import st_modules
-from raycross.causal import DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config, token_id
+from raycross.causal import (DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore, causal_scores, is_causal_lm_config,
+                             is_fsdp_sharded, token_id)
 from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
@@ -60,6 +61,20 @@ def import_from_string(dotted_path: str) -> Any:
     return getattr(importlib.import_module(module_path), name)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model", "merges.txt")
+
+
+def _check_tokenizer_files(source: str) -> None:
+    """A local model directory must hold its tokenizer (transformers would otherwise build an empty one)."""
+    directory = Path(source)
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"model_name_or_path={source!r}: the directory holds no tokenizer files (one of {list(TOKENIZER_FILES)}); "
+            "save the tokenizer with the model (tokenizer.save_pretrained) or copy its files there"
+        )
+
+
 def _looks_like_local_path(name: str) -> bool:
     # A hub id is "name" or "owner/name"; anything else that does not exist locally is a bad path.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
@@ -70,14 +85,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     with open(path, encoding="utf8") as f:
         return json.load(f)
-
-
-def _is_fsdp(module: nn.Module) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:
-        return False
-    return isinstance(module, FSDPModule)
 
 
 def _validate_pair(pair: Any, index: int) -> tuple[str, str] | str:
@@ -318,6 +325,7 @@ class CrossEncoder(nn.Module):
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
         tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
+        _check_tokenizer_files(tokenizer_source)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
         if adapter_dir is not None:
             local_dir = adapter_dir
@@ -341,6 +349,9 @@ class CrossEncoder(nn.Module):
             self._chat = self._make_chat_template()
 
         self.max_length = max_length or self._default_max_length(local_dir)  # kept on the tokenizer
+        if activation_fn is not None and not callable(activation_fn):
+            raise TypeError(f"activation_fn: expected a callable (e.g. torch.nn.Sigmoid()), found "
+                            f"{type(activation_fn).__name__} {activation_fn!r}")
         self.activation_fn = activation_fn or self._stored_activation_fn(local_dir) or self.default_activation_fn()
 
         if device is None:
@@ -473,7 +484,14 @@ class CrossEncoder(nn.Module):
                 path,
             )
             return None
-        return import_from_string(path)()
+        where = f"the activation_fn {path!r} stored with the model ({local_dir or self.model_name_or_path})"
+        try:
+            activation = import_from_string(path)()
+        except (ImportError, AttributeError, TypeError, ValueError) as error:
+            raise ValueError(f"{where} cannot be built: {type(error).__name__}: {error}") from None
+        if not callable(activation):
+            raise TypeError(f"{where} is not callable: it gives {type(activation).__name__} {activation!r}")
+        return activation
 
     def _load_model_card(self, source: str, local_dir: Path | None, revision: str | None) -> None:
         """Keep a saved README (reused on save while nothing changed) and its front matter's user fields."""
@@ -674,7 +692,7 @@ class CrossEncoder(nn.Module):
             return False
         if set(features) - {"input_ids", "attention_mask", "token_type_ids"} or not supports_unpadded(self.hf_model):
             return False
-        if _is_fsdp(self.hf_model):
+        if is_fsdp_sharded(self.hf_model):
             return False  # FSDP2 all-gathers through the root's forward hooks: the plain forward only
         return is_right_padded(mask)
 
@@ -914,6 +932,8 @@ class CrossEncoder(nn.Module):
             >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
         """
         config = adapters.as_lora_config(adapter_config)
+        adapters.check_can_inject(self.hf_model, config, adapter_name)
+        self._install_score_rows()
         self._adapter_tuner = adapters.inject(self.hf_model, config, adapter_name)
         self.adapter_base_model = self.adapter_base_model or self._base_reference()
         self.to(self.device)
@@ -928,11 +948,17 @@ class CrossEncoder(nn.Module):
         path = Path(peft_model_id)
         config = adapters.read_adapter_config(path)
         name = adapter_name or "default"
+        adapters.check_can_inject(self.hf_model, config, name)
+        self._install_score_rows()
         self._adapter_tuner = adapters.inject(self.hf_model, config, name)
         adapters.load_adapter_weights(self.hf_model, path, name)
         adapters.set_trainable(self.hf_model, is_trainable)
         self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
         self.to(self.device)
+
+    def _install_score_rows(self) -> None:
+        if self.is_causal and not adapters.adapter_names(self.hf_model):
+            adapters.install_score_rows(self.hf_model, self.score_head.token_ids)
 
     def _require_adapter(self, method: str) -> Any:
         if self._adapter_tuner is None:
@@ -979,7 +1005,7 @@ class CrossEncoder(nn.Module):
         names = adapters.adapter_names(self.hf_model)
         if adapter_name is not None and adapter_name not in names:
             raise ValueError(f"adapter_name: expected one of {names}, found {adapter_name!r}")
-        adapters.unload(tuner, self.hf_model)
+        adapters.remove_adapter(tuner, self.hf_model, merge=False)
         self._adapter_tuner = None
 
     def merge_and_unload(self) -> None:
@@ -989,7 +1015,7 @@ class CrossEncoder(nn.Module):
             >>> model.merge_and_unload(); model.has_adapter  # doctest: +SKIP
             False
         """
-        adapters.merge_and_unload(self._require_adapter("merge_and_unload"), self.hf_model)
+        adapters.remove_adapter(self._require_adapter("merge_and_unload"), self.hf_model, merge=True)
         self._adapter_tuner = None
 
     def _base_reference(self) -> str:
@@ -1028,8 +1054,9 @@ class CrossEncoder(nn.Module):
             adapters.save_adapter(hf_model, path, name, self.adapter_base_model)
             st_config["raycross_adapter"] = {"num_labels": self.num_labels, "adapter_name": name}
         elif self.has_adapter:
-            hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
-                                     safe_serialization=safe_serialization)
+            with adapters.untied_for_merge(hf_model):
+                hf_model.save_pretrained(path, state_dict=adapters.merged_state_dict(hf_model),
+                                         safe_serialization=safe_serialization)
         else:
             hf_model.save_pretrained(path, safe_serialization=safe_serialization)
         self.tokenizer.save_pretrained(path)

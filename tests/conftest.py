@@ -85,6 +85,23 @@ def make_tiny_model(
     return path
 
 
+def make_tiny_decoder(path: Path, kind: str) -> Path:
+    """A tiny random Qwen3 or Llama sequence classifier (the BERT test tokenizer; pad id 0)."""
+    import torch
+    from transformers import (BertTokenizerFast, LlamaConfig, LlamaForSequenceClassification, Qwen3Config,
+                              Qwen3ForSequenceClassification)
+
+    config_cls, model_cls = {"qwen3": (Qwen3Config, Qwen3ForSequenceClassification),
+                             "llama": (LlamaConfig, LlamaForSequenceClassification)}[kind]
+    config = config_cls(vocab_size=len(tiny_vocab()), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
+                        num_labels=1, pad_token_id=0)
+    torch.manual_seed(0)
+    model_cls(config).save_pretrained(path)
+    BertTokenizerFast(vocab=tiny_vocab(), do_lower_case=True, model_max_length=128).save_pretrained(path)
+    return path
+
+
 def train_bpe_tokenizer(texts, vocab_size: int = 400, model_max_length: int = 128, chat_template: str | None = None):
     """A byte-level BPE tokenizer trained on `texts` with the `tokenizers` library, as a transformers tokenizer.
 

@@ -134,7 +134,9 @@ def score_pairs_with_ray(
     if not pairs:
         return np.zeros(0, dtype=np.float32)
     if not ray.is_initialized():
-        ray.init()
+        from raycross.ray_connect import init_ray
+
+        init_ray()
     if rows_per_task is None:
         rows_per_task = int(min(4096, max(batch_size, -(-len(pairs) // (2 * num_actors)))))
     model_kwargs = dict(model_kwargs or {})

@@ -289,7 +289,9 @@ def mine_hard_negatives(
 
         if not ray.is_initialized():
             logger.info("Starting a local Ray instance for mining (call ray.init() first to configure it)")
-            ray.init()
+            from raycross.ray_connect import init_ray
+
+            init_ray()
         run_ray(run, ctx, collector, Resources.detect(num_workers, use_gpu))
     collector.check_complete()
 

@@ -294,7 +294,9 @@ def _run_ray(job: _ChunkJob, rows: ParquetRows, teacher: Teacher, pending: list[
 
     if not ray.is_initialized():
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        ray.init()
+        from raycross.ray_connect import init_ray
+
+        init_ray()
     res = Resources.detect(num_workers, use_gpu, cpus_per_worker=1.0)
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars

@@ -129,6 +129,12 @@ class CrossEncoderTrainingArguments:
         storage_path: where Ray Train keeps checkpoints (a shared path or a URI for multi-node runs);
             default: checkpoints go to ``output_dir/checkpoint-<step>``.
         max_failures: how many times a failed worker group is restarted from the last checkpoint.
+        max_workers: elastic training (Ray Train V2): between ``num_workers`` and ``max_workers`` workers, as
+            the cluster allows. A run that loses workers continues on fewer from the last checkpoint (needs
+            ``max_failures`` > 0) and grows back when capacity returns (checked every
+            ``elastic_resize_interval_s`` seconds); see the README for the data position on a new count.
+        skip_nonfinite_steps: a step whose loss or gradient norm is NaN/inf is skipped (weights unchanged,
+            logged) instead of stopping training with an error naming the step (default).
         shard_eval: split the evaluation data and the evaluator's pairs over the workers.
         ddp_find_unused_parameters: DDP option for models with parameters a loss does not use.
         parallel_strategy: ``"ddp"`` (default: every worker holds the whole model) or ``"fsdp"`` (FSDP2:
@@ -222,6 +228,9 @@ class CrossEncoderTrainingArguments:
     resources_per_worker: dict[str, float] | None = None
     storage_path: str | None = None
     max_failures: int = 0
+    skip_nonfinite_steps: bool = False
+    max_workers: int | None = None
+    elastic_resize_interval_s: float = 60.0
     shard_eval: bool = False
 
     def __post_init__(self) -> None:
@@ -281,6 +290,17 @@ class CrossEncoderTrainingArguments:
                 raise ValueError(f"{name}: expected an integer >= 1, found {value!r}")
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers: expected an integer >= 0 (0 = train in this process), found {self.num_workers!r}")
+        if self.max_workers is not None and (
+            isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int)
+            or self.num_workers < 1 or self.max_workers < self.num_workers
+        ):
+            raise ValueError(f"max_workers: expected an integer >= num_workers >= 1 (elastic workers between "
+                             f"num_workers and max_workers), found max_workers={self.max_workers!r} with "
+                             f"num_workers={self.num_workers!r}")
+        if not self.elastic_resize_interval_s >= 0:
+            raise ValueError(f"elastic_resize_interval_s: expected >= 0, found {self.elastic_resize_interval_s!r}")
+        if not isinstance(self.skip_nonfinite_steps, bool):
+            raise ValueError(f"skip_nonfinite_steps: expected True or False, found {self.skip_nonfinite_steps!r}")
         if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
             raise ValueError(f"max_failures: expected an integer >= 0 (or -1 for unlimited), found {self.max_failures!r}")
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps == 0 or self.max_steps < -1:
@@ -317,11 +337,11 @@ class CrossEncoderTrainingArguments:
             raise ValueError(f"parallel_strategy: expected 'ddp' or 'fsdp', found {self.parallel_strategy!r}")
         if self.parallel_strategy == "fsdp" and self.num_workers == 0:
             raise ValueError(
-                "parallel_strategy='fsdp' shards the model over Ray Train workers: set num_workers >= 1, "
+                "parallel_strategy: 'fsdp' shards the model over Ray Train workers and needs num_workers >= 1, "
                 "found num_workers=0 (in-process training)"
             )
         if self.parallel_strategy == "fsdp" and self.fp16:
-            raise ValueError("parallel_strategy='fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
+            raise ValueError("parallel_strategy: 'fsdp' supports bf16 mixed precision, not fp16: use bf16=True, "
                              "found fp16=True")
         if self.lora_config is not None and not isinstance(self.lora_config, dict) \
                 and type(self.lora_config).__name__ != "LoraConfig" and not hasattr(self.lora_config, "peft_type"):

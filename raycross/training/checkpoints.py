@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -29,7 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from raycross.training.progress import PROGRESS
+from raycross.training.progress import PROGRESS, Progress
+
+logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
@@ -45,19 +48,121 @@ def rng_file(rank: int) -> str:
 
 
 def capture_rng() -> dict[str, Any]:
-    """The Python, numpy and torch (CPU and CUDA) random states of this process."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}
+    """The Python, numpy and torch (CPU and CUDA) random states of this process, as tensors and plain
+    numbers only (loadable with ``torch.load(..., weights_only=True)``)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "cpu": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_state(obj: Any, path: str | Path) -> None:
+    """Save a state dict (tensors, numbers, strings, lists, dicts) for :func:`load_state`."""
+    torch.save(obj, path)
+
+
+def load_state(path: str | Path, map_location: Any = None) -> Any:
+    """Load a state file written by :func:`save_state` without unpickling code (``weights_only=True``).
+
+    Raises:
+        ValueError: naming the file, when it holds anything but plain state (a crafted or foreign
+            pickle) or is corrupt or truncated.
+
+    Example:
+        >>> load_state("out/checkpoint-500/optimizer.pt")  # doctest: +SKIP
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path}: refused to load: the file holds more than plain state (tensors, numbers, "
+                         f"strings) and loading it would run code from it ({str(error).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: corrupt or truncated state file ({error})") from None
+
+
+def scheduler_state(scheduler: Any) -> dict[str, Any]:
+    """A LambdaLR's state without its schedule functions: the schedule is rebuilt from the training
+    arguments on resume (as in transformers), so a larger ``max_steps`` stretches it."""
+    return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+
+
+def load_scheduler_state(scheduler: Any, state: dict[str, Any]) -> None:
+    """Restore :func:`scheduler_state` (the step count and last learning rates) into `scheduler`."""
+    state = dict(state)
+    state["lr_lambdas"] = [None] * len(getattr(scheduler, "lr_lambdas", []))
+    scheduler.load_state_dict(state)
+
+
+def file_sizes(directory: str | Path) -> dict[str, int]:
+    """Size of every file under `directory` (relative posix path -> bytes), for the progress record."""
+    directory = Path(directory)
+    return {p.relative_to(directory).as_posix(): p.stat().st_size for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def verify_checkpoint(directory: str | Path) -> Progress:
+    """The progress record of a complete checkpoint; a ValueError naming the file when the record is
+    missing or unreadable, or a file is missing or has another size than when it was written."""
+    directory = Path(directory)
+    progress = Progress.read(directory)
+    for name, size in progress.files.items():
+        path = directory / name
+        if not path.is_file():
+            raise ValueError(f"{path}: missing from the checkpoint (an incomplete copy?)")
+        if path.stat().st_size != size:
+            raise ValueError(f"{path}: truncated or corrupt: {path.stat().st_size} bytes, {size} when written")
+    return progress
+
+
+INTERRUPTED_PREFIXES = (".tmp-", ".old-")
+
+
+def clean_interrupted_writes(run_dir: str | Path) -> list[str]:
+    """Remove what killed checkpoint writes left in a local run directory (``.tmp-*`` directories); a
+    checkpoint moved aside (``.old-<name>-*``) whose replacement never arrived is put back. Returns what
+    was removed or restored. Call it only while holding the run's lock.
+
+    Example:
+        >>> clean_interrupted_writes("/tmp/nothing-here")
+        []
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    done = []
+    for child in sorted(run_dir.iterdir()):
+        if not child.is_dir() or not child.name.startswith(INTERRUPTED_PREFIXES):
+            continue
+        if child.name.startswith(".old-"):
+            original = run_dir / child.name[len(".old-"):].rsplit("-", 1)[0]
+            if not original.exists():
+                os.replace(child, original)
+                done.append(str(original))
+                continue
+        shutil.rmtree(child, ignore_errors=True)
+        done.append(str(child))
+    if done:
+        logger.warning("Cleaned %d leftover(s) of interrupted checkpoint writes in %s: %s", len(done), run_dir, done)
+    return done
 
 
 @contextmanager
@@ -82,6 +187,17 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The step of a checkpoint directory name (``checkpoint-<step>``), else None.
+
+    Example:
+        >>> checkpoint_step("checkpoint-40"), checkpoint_step(".tmp-checkpoint-40-ab12")
+        (40, None)
+    """
+    match = _CHECKPOINT_RE.match(name)
+    return int(match.group(1)) if match else None
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -191,9 +307,12 @@ def load_model_weights(hf_model: torch.nn.Module, directory: str | Path) -> None
     if (directory / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
-        state = load_file(str(directory / "model.safetensors"))
+        try:
+            state = load_file(str(directory / "model.safetensors"))
+        except Exception as error:  # safetensors raises its own SafetensorError (not an OSError)
+            raise ValueError(f"{directory / 'model.safetensors'}: corrupt or truncated weights ({error})") from None
     elif (directory / "pytorch_model.bin").is_file():
-        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state = load_state(directory / "pytorch_model.bin", map_location="cpu")
     else:
         raise FileNotFoundError(f"no model weights (model.safetensors / pytorch_model.bin) in {directory}")
     missing, unexpected = hf_model.load_state_dict(state, strict=False)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from raycross.causal import is_fsdp_sharded as is_sharded
 from raycross.parallel import ParallelWrapper
 
 logger = logging.getLogger(__name__)
@@ -71,15 +72,6 @@ def transformer_layers(hf_model: nn.Module) -> list[nn.Module]:
         if isinstance(module, nn.ModuleList) and len(module) > len(best) and len({type(m) for m in module}) == 1:
             best = list(module)
     return best
-
-
-def is_sharded(module: nn.Module) -> bool:
-    """True when `module` was sharded with ``fully_shard``."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:
-        return False
-    return isinstance(module, FSDPModule)
 
 
 def shard_model(model: Any, device: torch.device, bf16: bool = False, reshard_after_forward: bool = True) -> None:

@@ -46,6 +46,12 @@ from raycross.training.checkpoints import (
     TRAINER_STATE,
     TRAINING_ARGS,
     capture_rng,
+    file_sizes,
+    load_scheduler_state,
+    load_state,
+    save_state,
+    scheduler_state,
+    verify_checkpoint,
     checkpoint_score,
     load_model_weights,
     restore_rng,
@@ -54,6 +60,7 @@ from raycross.training.checkpoints import (
 )
 from raycross.training import fsdp
 from raycross.training.evaluate import autocast_for, evaluate_model
+from raycross.training.export import raise_if_no_space
 from raycross.training.progress import Progress
 from raycross.training.optim import create_optimizer, create_scheduler
 from raycross.training.samplers import (
@@ -65,7 +72,7 @@ from raycross.training.samplers import (
 )
 from raycross.training.streaming import WindowedBatches, nominal_batches
 from raycross.training.tables import Shard
-from raycross.training.validation import DatasetSpec
+from raycross.training.validation import DatasetSpec, check_dataset_rows, dataset_label
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +196,9 @@ class TrainingLoop:
             if name in self.job.streamed:
                 self.streams[name], natural[name] = self._stream(index, name, spec)
                 continue
-            shard = Shard(self.rt.train_table(name, spec.columns), spec.input_columns, spec.label_column)
+            table = self.rt.train_table(name, spec.columns)
+            self._check_rows(spec, self.job.losses[name], table)
+            shard = Shard(table, spec.input_columns, spec.label_column)
             if shard.num_rows == 0:
                 raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
             self.shards[name] = shard
@@ -211,7 +220,14 @@ class TrainingLoop:
         if self.job.eval_specs and (self.is_main or args.shard_eval):
             for name, spec in self.job.eval_specs.items():
                 table = self.rt.eval_table(name, spec.columns)
+                self._check_rows(spec, self.job.eval_losses[name], table)
                 self.eval_shards[name] = Shard(table, spec.input_columns, spec.label_column)
+
+    def _check_rows(self, spec: DatasetSpec, loss: Any, table: Any) -> None:
+        """Check the rows of a shard the driver could not check (lazy Ray data), naming the worker's row."""
+        if not spec.rows_checked and table is not None:
+            where = f"{dataset_label(spec.name)} (row numbers within worker {self.rt.rank}'s shard)"
+            check_dataset_rows(spec, loss, self.model, table, where=where)
 
     def _stream(self, index: int, name: str, spec: DatasetSpec) -> tuple[WindowedBatches, int]:
         """A streamed dataset of this worker: blocks through a window; its promised batches per epoch."""
@@ -297,50 +313,79 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
-        with self.rt.resume_checkpoint() as directory:
-            if directory is None:
+        """Continue from the latest complete checkpoint; a corrupt or truncated one is skipped with a warning
+        for the one before it (an explicitly requested checkpoint fails instead)."""
+        errors: list[str] = []
+        for directory in self.rt.resume_candidates():
+            failure: Exception | None = None
+            try:
+                self._load_checkpoint(Path(directory))
+            except (ValueError, OSError) as error:
+                failure = error
+            if not self.rt.any(failure is not None):  # every worker loaded it
+                if errors and self.is_main:
+                    logger.warning("Resumed from %s instead of the later checkpoint(s) that failed to load", directory)
                 return
-            directory = Path(directory)
-            progress = Progress.read(directory)
-            device = self.rt.device
-            if self.sharded:  # any worker count wrote it: DCP reshards model and optimizer state
-                fsdp.load_sharded(directory, self.model.hf_model, self.optimizer, trainable_only=self.model.has_adapter)
-                if (directory / SCHEDULER).is_file():
-                    self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
-            elif (directory / OPTIMIZER).is_file():
-                load_model_weights(self.model.hf_model, directory)
-                self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER, map_location=device, weights_only=False))
-                self.scheduler.load_state_dict(torch.load(directory / SCHEDULER, weights_only=False))
-                if self.scaler is not None and (directory / SCALER).is_file():
-                    self.scaler.load_state_dict(torch.load(directory / SCALER, weights_only=False))
-            else:
-                load_model_weights(self.model.hf_model, directory)
-                logger.warning("checkpoint %s has no optimizer state (save_only_model=True): fresh optimizer", directory)
-            rng = directory / rng_file(self.rt.rank)
-            if rng.is_file():
-                restore_rng(torch.load(rng, weights_only=False))
+            reason = str(failure) if failure is not None else "another worker could not load it"
+            if self.rt.explicit_resume:
+                raise ValueError(f"resume_from_checkpoint={str(directory)!r}: cannot resume: {reason}") from None
+            logger.warning("Skipping checkpoint %s: %s; trying the previous complete checkpoint", directory, reason)
+            errors.append(f"{directory}: {reason}")
+        if errors:
+            raise ValueError("no checkpoint of the run could be loaded (delete them or pass "
+                             "resume_from_checkpoint=False to start over): " + "; ".join(errors))
+
+    def _load_checkpoint(self, directory: Path) -> None:
+        progress = verify_checkpoint(directory)
+        device = self.rt.device
+        if self.sharded:  # any worker count wrote it: DCP reshards model and optimizer state
+            fsdp.load_sharded(directory, self.model.hf_model, self.optimizer, trainable_only=self.model.has_adapter)
+            if (directory / SCHEDULER).is_file():
+                load_scheduler_state(self.scheduler, load_state(directory / SCHEDULER))
+        elif (directory / OPTIMIZER).is_file():
+            load_model_weights(self.model.hf_model, directory)
+            self.optimizer.load_state_dict(load_state(directory / OPTIMIZER, map_location=device))
+            load_scheduler_state(self.scheduler, load_state(directory / SCHEDULER))
+            if self.scaler is not None and (directory / SCALER).is_file():
+                self.scaler.load_state_dict(load_state(directory / SCALER))
+        else:
+            load_model_weights(self.model.hf_model, directory)
+            logger.warning("checkpoint %s has no optimizer state (save_only_model=True): fresh optimizer", directory)
+        rng = directory / rng_file(self.rt.rank)
+        rng_state = load_state(rng) if rng.is_file() else None
+        try:
             saved = TrainerState.load_from_json(str(directory / TRAINER_STATE))
-            for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
-                        "best_model_checkpoint", "num_input_tokens_seen"):
-                setattr(self.state, key, getattr(saved, key))
-            self.position = (progress.epoch, progress.micro_step)
-            if progress.world_size != self.rt.world_size and progress.micro_step:
-                # the same share of the epoch's rows done: micro-batches count per worker
-                done = math.ceil(progress.micro_step * progress.world_size / self.rt.world_size)
-                self.position = (progress.epoch, done)
-                if self.is_main:
-                    logger.info("Checkpoint written by %d workers, resuming on %d: micro-batch %d of epoch %d "
-                                "becomes %d", progress.world_size, self.rt.world_size, progress.micro_step,
-                                progress.epoch, done)
-            self.last_eval_metrics = dict(progress.eval_metrics)
-            self.last_eval_step = progress.last_eval_step
-            self.last_save_step = self.state.global_step
-            self.last_checkpoint = progress.path
-            self.finished = progress.finished or self.state.global_step >= self.max_steps
-            self._check_data_state(progress.data_state)
+        except ValueError as error:
+            raise ValueError(f"{directory / TRAINER_STATE}: corrupt or truncated ({error})") from None
+        if rng_state is not None:
+            restore_rng(rng_state)
+        for key in ("global_step", "epoch", "log_history", "best_metric", "best_global_step",
+                    "best_model_checkpoint", "num_input_tokens_seen"):
+            setattr(self.state, key, getattr(saved, key))
+        self.position = (progress.epoch, progress.micro_step)
+        if progress.world_size != self.rt.world_size and progress.micro_step:
+            # the same share of the epoch's rows done: micro-batches count per worker
+            done = math.ceil(progress.micro_step * progress.world_size / self.rt.world_size)
+            self.position = (progress.epoch, done)
             if self.is_main:
-                logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
-                            self.state.global_step, *self.position)
+                logger.info("Checkpoint written by %d workers, resuming on %d: micro-batch %d of epoch %d "
+                            "becomes %d", progress.world_size, self.rt.world_size, progress.micro_step,
+                            progress.epoch, done)
+        self.last_eval_metrics = dict(progress.eval_metrics)
+        self.last_eval_step = progress.last_eval_step
+        self.last_save_step = self.state.global_step
+        self.last_checkpoint = progress.path
+        # a finished run continues when max_steps (or num_train_epochs) grew, as in transformers
+        self.finished = self.state.global_step >= self.max_steps
+        self._check_data_state(progress.data_state)
+        if self.finished and self.is_main:
+            logger.warning(
+                "Nothing to train: the run in %s already reached step %d of max_steps=%d. Raise max_steps or "
+                "num_train_epochs to continue it, or pass resume_from_checkpoint=False to start over.",
+                directory.parent, self.state.global_step, self.max_steps)
+        elif self.is_main:
+            logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
+                        self.state.global_step, *self.position)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> LoopOutput:
@@ -415,13 +460,17 @@ class TrainingLoop:
             if not last_in_group:
                 continue
 
-            grad_norm = self._optimizer_step()
+            grad_norm, stepped = self._optimizer_step(step_loss)
             state.global_step += 1
             state.epoch = epoch + (i + 1) / len(step_plan)
             state.num_input_tokens_seen += tokens
             self.clock.tokens += tokens
             tokens = 0
-            self.clock.add_step(step_loss, grad_norm, components)
+            if stepped:
+                self.clock.add_step(step_loss, grad_norm, components)
+            elif self.is_main:
+                logger.warning("step %d: non-finite loss (%s) or gradient norm (%s): step skipped, weights unchanged "
+                               "(skip_nonfinite_steps=True)", state.global_step, float(step_loss), float(grad_norm))
             step_loss = torch.zeros((), device=self.rt.device)
             components = {}
             self.position = (epoch, i + 1) if i + 1 < len(step_plan) else (epoch + 1, 0)
@@ -437,13 +486,21 @@ class TrainingLoop:
     def _autocast(self) -> Any:
         return autocast_for(self.args.bf16, self.args.fp16, self.rt.device.type)()
 
-    def _optimizer_step(self) -> torch.Tensor:
+    def _optimizer_step(self, loss: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Unscale, clip and step; (grad norm, whether the weights were updated). A non-finite loss or
+        gradient norm stops training before the weights change, or skips the step (skip_nonfinite_steps)."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.args.max_grad_norm if self.args.max_grad_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor over the shards
             grad_norm = grad_norm.full_tensor()
+        if not self._finite(loss, grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()
+            self.scheduler.step()
+            return grad_norm.detach(), False
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -451,7 +508,24 @@ class TrainingLoop:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return grad_norm.detach()
+        return grad_norm.detach(), True
+
+    def _finite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        """Whether the step's loss and gradient norm are finite on every worker (one sync per step). With
+        fp16 the GradScaler handles overflowing gradients itself: only the loss is checked."""
+        values = torch.stack([loss.detach().float().reshape(()), grad_norm.detach().float().reshape(()).to(loss.device)])
+        local_bad = not bool(torch.isfinite(values if self.scaler is None else values[:1]).all())
+        bad = self.rt.any(local_bad) if self.rt.world_size > 1 else local_bad
+        if not bad or self.args.skip_nonfinite_steps:
+            return not bad
+        step = self.state.global_step + 1
+        found = (f"loss {float(values[0])}, gradient norm {float(values[1])}" if local_bad
+                 else "a non-finite loss or gradient on another worker")
+        raise FloatingPointError(
+            f"step {step}: non-finite training values ({found}); training stopped before the optimizer step, so no "
+            f"weights became NaN/inf. The last checkpoint is {self.last_checkpoint or 'none'}. Lower learning_rate, "
+            "check the data and labels, or set skip_nonfinite_steps=True to skip such steps (each is logged)."
+        )
 
     # ------------------------------------------------------------------ log / evaluate / save on schedule
     def _after_step(self, epoch_end: bool) -> bool:
@@ -566,32 +640,41 @@ class TrainingLoop:
         path = self.rt.checkpoint_path(name)
         if state.best_global_step == state.global_step:
             state.best_model_checkpoint = path
+        try:
+            self._write_checkpoint(name, metrics, path)
+        except OSError as error:
+            raise_if_no_space(error, f"checkpoint {name} ({path})")
+            raise
+        self.last_checkpoint = self.rt.last_checkpoint or path
+        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,
+                                         checkpoint_dir=self.last_checkpoint)
+
+    def _write_checkpoint(self, name: str, metrics: dict[str, Any], path: str) -> None:
+        state = self.state
         with self.rt.checkpoint(name, metrics) as directory:
-            torch.save(capture_rng(), directory / rng_file(self.rt.rank))
+            save_state(capture_rng(), directory / rng_file(self.rt.rank))
             if self.sharded:  # every worker writes its shards (only adapter + head with an adapter)
                 optimizer = None if self.args.save_only_model else self.optimizer
                 fsdp.save_sharded(directory, self.model.hf_model, optimizer, trainable_only=self.model.has_adapter)
             if self.is_main and self.sharded:
-                torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
+                save_state(scheduler_state(self.scheduler), directory / SCHEDULER)
             elif self.is_main:
                 self.model.save_pretrained(directory)
                 if not self.args.save_only_model:
-                    torch.save(self.optimizer.state_dict(), directory / OPTIMIZER)
-                    torch.save(self.scheduler.state_dict(), directory / SCHEDULER)
+                    save_state(self.optimizer.state_dict(), directory / OPTIMIZER)
+                    save_state(scheduler_state(self.scheduler), directory / SCHEDULER)
                     if self.scaler is not None:
-                        torch.save(self.scaler.state_dict(), directory / SCALER)
+                        save_state(self.scaler.state_dict(), directory / SCALER)
             if self.is_main:
                 state.save_to_json(str(directory / TRAINER_STATE))
                 write_json(directory / TRAINING_ARGS, self.args.to_dict())
-                Progress(
+                Progress(  # written last: its file sizes tell a complete checkpoint from a truncated one
                     epoch=self.position[0], micro_step=self.position[1], metrics=metrics,
                     eval_metrics=self.last_eval_metrics, last_eval_step=self.last_eval_step,
                     finished=state.global_step >= self.max_steps, world_size=self.rt.world_size,
                     max_steps=self.max_steps, path=path, data_state=self._data_state(),
+                    files=file_sizes(directory),
                 ).write(directory)
-        self.last_checkpoint = self.rt.last_checkpoint or path
-        self.control = self.handler.call("on_save", self.args, state, self.control, model=self.model,
-                                         checkpoint_dir=self.last_checkpoint)
 
     def _evaluates(self) -> bool:
         """Whether this run evaluates at all (an eval dataset or an evaluator, and an eval strategy)."""

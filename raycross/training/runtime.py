@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -122,14 +123,19 @@ class LocalRuntime(SingleProcess):
         model.to(self.device)
 
     # ------------------------------------------------------------------ checkpoints
-    @contextmanager
-    def resume_checkpoint(self) -> Iterator[Path | None]:
-        """The checkpoint to resume from: the one asked for, else the latest complete one of the run."""
+    @property
+    def explicit_resume(self) -> bool:
+        """Whether the checkpoint to resume from was asked for (no fallback to an earlier one)."""
+        return self.resume_from is not None
+
+    def resume_candidates(self) -> Iterator[Path]:
+        """Checkpoints to resume from, best first: the one asked for, else the run's complete checkpoints
+        from the latest back (the loop takes the first that loads)."""
         if self.resume_from is not None:
             yield self.resume_from
             return
-        found = list_checkpoints(self.run_dir)
-        yield found[-1][1] if found else None
+        for _, path in reversed(list_checkpoints(self.run_dir)):
+            yield path
 
     @contextmanager
     def checkpoint(self, name: str, metrics: dict[str, Any]) -> Iterator[Path]:
@@ -181,6 +187,7 @@ class RayRuntime:
         self.device = ray.train.torch.get_device()
         self.resume_from = resume_from
         self.last_checkpoint: str | None = None
+        clean_stale_temp_dirs()
 
     # ------------------------------------------------------------------ data
     def train_table(self, name: str, columns: list[str]) -> pa.Table:
@@ -252,25 +259,51 @@ class RayRuntime:
         torch.distributed.barrier()
 
     # ------------------------------------------------------------------ checkpoints
-    @contextmanager
-    def resume_checkpoint(self) -> Iterator[Path | None]:
+    @property
+    def explicit_resume(self) -> bool:
+        """Whether resuming from `resume_from` was asked for and the run has no checkpoint of its own."""
+        return self.resume_from is not None and self._train.get_checkpoint() is None
+
+    def resume_candidates(self) -> Iterator[Path]:
+        """The run's latest checkpoint (after a failure, or a rerun), then its earlier ones on the storage,
+        latest first; else the checkpoint asked for. Each is downloaded while the loop reads it."""
         from ray.train import Checkpoint
 
-        checkpoint = self._train.get_checkpoint()  # the run's latest: after a failure, or a rerun
-        if checkpoint is None and self.resume_from:
-            checkpoint = Checkpoint(path=self.resume_from)
-        if checkpoint is None:
-            yield None
+        latest = self._train.get_checkpoint()
+        if latest is None:
+            if self.resume_from:
+                with Checkpoint(path=self.resume_from).as_directory() as directory:
+                    yield Path(directory)
             return
-        with checkpoint.as_directory() as directory:
+        with latest.as_directory() as directory:
             yield Path(directory)
+        for path in self._earlier_checkpoints(latest.path, latest.filesystem):
+            with Checkpoint(path=path, filesystem=latest.filesystem).as_directory() as directory:
+                yield Path(directory)
+
+    @staticmethod
+    def _earlier_checkpoints(latest: str, filesystem: Any) -> list[str]:
+        import pyarrow.fs as pafs
+
+        from raycross.training.checkpoints import checkpoint_step
+
+        parent, _, name = latest.rstrip("/").rpartition("/")
+        step = checkpoint_step(name)
+        if step is None:
+            return []
+        found = []
+        for info in filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+            other = checkpoint_step(info.base_name)
+            if info.type == pafs.FileType.Directory and other is not None and other < step:
+                found.append((other, info.path))
+        return [path for _, path in sorted(found, reverse=True)]
 
     @contextmanager
     def checkpoint(self, name: str, metrics: dict[str, Any]) -> Iterator[Path]:
         """Fill the yielded local directory; it is then reported (uploaded to storage) under `name`."""
         from ray.train import Checkpoint
 
-        tmp = Path(tempfile.mkdtemp(prefix=f"raycross-{name}-"))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-{name}-"))
         try:
             yield tmp
             self._train.report(metrics, checkpoint=Checkpoint.from_directory(str(tmp)), checkpoint_dir_name=name)
@@ -294,6 +327,26 @@ class RayRuntime:
         filesystem = self._train.get_context().get_storage().storage_filesystem
         with Checkpoint(path=path, filesystem=filesystem).as_directory() as directory:
             yield Path(directory)
+
+
+_TMP_PREFIX = "raycross-ckpt-"
+
+
+def clean_stale_temp_dirs() -> list[str]:
+    """Remove checkpoint staging directories that killed workers left in this node's temp directory
+    (``raycross-ckpt-<pid>-*`` whose process is gone)."""
+    import psutil
+
+    removed = []
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{_TMP_PREFIX}*"):
+        pid = path.name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    if removed:
+        logger.info("Removed %d checkpoint staging director(ies) of killed workers: %s", len(removed), removed)
+    return removed
 
 
 def _wait_until_collected(timeout_s: float = 120.0) -> None:

@@ -18,14 +18,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from contextlib import ExitStack
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
 from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
 from raycross.training.location import RunLocation, open_checkpoint
+from raycross.training.lock import RunLock
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
@@ -34,13 +37,16 @@ from raycross.training.validation import (
     check_batching,
     check_best_metric,
     check_dataset_against_loss,
+    check_dataset_rows,
     check_losses_take_prompts,
     check_prompts,
     check_resources,
     check_strategies,
+    dataset_label,
     resolve_losses,
 )
 from raycross.training.tables import to_arrow_table
+from raycross.data.rows import describe_conversion_error
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +89,7 @@ class CrossEncoderTrainer:
             raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
         self.model = model
         self.args = args
-        _prepare_adapter(model, args)
+        lora_config = _check_adapter(model, args)
         self.callbacks = list(callbacks or [])
         # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
         self.run_callbacks: list[Any] = []
@@ -113,6 +119,11 @@ class CrossEncoderTrainer:
             check_batching(spec, args, self._train_tables.get(name))
         for name, spec in self.eval_specs.items():
             check_dataset_against_loss(spec, self.eval_losses[name], model, self._eval_tables.get(name))
+        for specs, tables, losses in ((self.train_specs, self._train_tables, self.losses),
+                                      (self.eval_specs, self._eval_tables, self.eval_losses)):
+            for name, table in tables.items():
+                check_dataset_rows(specs[name], losses[name], model, table)
+                specs[name].rows_checked = True
         check_strategies(args, bool(eval_named), evaluator is not None)
         check_prompts(args, list(train_named), list(eval_named), self.single_train)
         check_losses_take_prompts(args.prompts, {**self.losses, **self.eval_losses})
@@ -121,6 +132,7 @@ class CrossEncoderTrainer:
         if self.location.is_remote and args.num_workers == 0:
             raise ValueError(f"storage_path={args.storage_path!r}: a URI needs Ray workers (num_workers > 0); "
                              "in-process training writes checkpoints to a local directory")
+        _prepare_adapter(model, lora_config)  # last: a failed check above leaves the model untouched
 
     # ------------------------------------------------------------------ construction helpers
     def _resolve_eval_losses(self, loss: Any, eval_names: list[str]) -> dict[str, Any]:
@@ -166,7 +178,10 @@ class CrossEncoderTrainer:
                 data[name] = dataset  # in this process, through Ray Data block by block
                 specs[name] = DatasetSpec.from_ray(where, dataset)
             else:
-                table = to_arrow_table(dataset)
+                try:
+                    table = to_arrow_table(dataset)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                    raise describe_conversion_error(dataset, dataset_label(where), error) from None
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
             if kind == "train" and choose_streaming(self.args.streaming, dataset, lazy, world, specs[name].num_rows,
                                                     specs[name].sample_row):
@@ -205,16 +220,46 @@ class CrossEncoderTrainer:
                 place (``output_dir``, or ``storage_path/run_name``).
         """
         check_resources(self.args)
+        if self.args.num_workers > 0:
+            from raycross.ray_connect import check_reachable
+
+            import ray
+
+            if not ray.is_initialized():
+                check_reachable()
         resume_from = str(resume_from_checkpoint) if isinstance(resume_from_checkpoint, (str, os.PathLike)) else None
-        if resume_from_checkpoint is False:
-            deleted = clear_checkpoints(self.run_dir)
-            if deleted:
-                logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
-                               len(deleted), self.run_dir)
-        result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
+        with self._run_locks():
+            self._clean_interrupted_writes()
+            if resume_from_checkpoint is False:
+                deleted = clear_checkpoints(self.run_dir)
+                if deleted:
+                    logger.warning("resume_from_checkpoint=False: deleted %d checkpoint(s) of the previous run in %s",
+                                   len(deleted), self.run_dir)
+            result = self._train_local(resume_from) if self.args.num_workers == 0 else self._train_ray(resume_from)
         if self.args.push_to_hub:
             self.push_to_hub()
         return result
+
+    def _run_locks(self) -> ExitStack:
+        """The run's locks: ``output_dir`` and, when elsewhere on a local/shared path, the run directory."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(RunLock(self.location.output_dir, "output_dir"))
+            if not self.location.is_remote and self.location.run_dir != self.location.output_dir:
+                stack.enter_context(RunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def _clean_interrupted_writes(self) -> None:
+        """Remove what killed checkpoint writes and exports left behind (this run holds the locks)."""
+        from raycross.training.checkpoints import clean_interrupted_writes
+        from raycross.training.export import recover_export
+
+        if not self.location.is_remote:
+            clean_interrupted_writes(self.location.run_dir)
+        recover_export(self.location.output_dir)
 
     def push_to_hub(self, commit_message: str | None = None) -> str:
         """Upload ``output_dir`` (final model, model card, trainer state; not the checkpoints) to
@@ -253,7 +298,9 @@ class CrossEncoderTrainer:
             # a runtime_env here would clash with a Ray job's own (ray job submit --runtime-env);
             # the workers get the variable from their worker runtime env, a local cluster inherits it
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            ray.init()
+            from raycross.ray_connect import init_ray
+
+            init_ray()
         use_gpu = args.use_gpu
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers
@@ -278,8 +325,9 @@ class CrossEncoderTrainer:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"job": self._job(resume_from, show_progress=False)},
-            scaling_config=ScalingConfig(num_workers=args.num_workers, use_gpu=bool(use_gpu),
-                                         resources_per_worker=args.resources_per_worker),
+            scaling_config=ScalingConfig(num_workers=self._worker_count(), use_gpu=bool(use_gpu),
+                                         resources_per_worker=args.resources_per_worker,
+                                         elastic_resize_monitor_interval_s=args.elastic_resize_interval_s),
             run_config=RunConfig(
                 name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=checkpoint_config,
@@ -297,6 +345,13 @@ class CrossEncoderTrainer:
         with open_checkpoint(checkpoint.path, checkpoint.filesystem) as last:
             outcome = outcome_from_checkpoint(last, result.metrics, checkpoint.path)
             return finish_run(self, outcome, last_dir=last, filesystem=checkpoint.filesystem)
+
+    def _worker_count(self) -> int | tuple[int, int]:
+        """``num_workers``, or the elastic range ``(num_workers, max_workers)``."""
+        args = self.args
+        if args.max_workers is not None and args.max_workers > args.num_workers:
+            return (args.num_workers, args.max_workers)
+        return args.num_workers
 
     @staticmethod
     def _as_ray(data: Any, spec: DatasetSpec) -> Any:
@@ -333,20 +388,28 @@ class CrossEncoderTrainer:
         )
 
 
-def _prepare_adapter(model: Any, args: CrossEncoderTrainingArguments) -> None:
-    """Add the LoRA adapter of ``args.lora_config`` (checked here, before any worker starts), or make an
-    existing adapter and its head trainable."""
+def _check_adapter(model: Any, args: CrossEncoderTrainingArguments) -> Any:
+    """The peft config of ``args.lora_config``, checked against the model (None without one)."""
     from raycross import adapters
 
-    if args.lora_config is not None:
-        if model.has_adapter:
-            raise ValueError(
-                f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
-                "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
-            )
-        config = adapters.as_lora_config(args.lora_config, "lora_config")
-        adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
-        model.add_adapter(config)
+    if args.lora_config is None:
+        return None
+    if model.has_adapter:
+        raise ValueError(
+            f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
+            "(leave lora_config unset) or remove it first (merge_and_unload / delete_adapter)"
+        )
+    config = adapters.as_lora_config(args.lora_config, "lora_config")
+    adapters.check_target_modules(config, model.hf_model, "lora_config.target_modules")
+    return config
+
+
+def _prepare_adapter(model: Any, lora_config: Any) -> None:
+    """Add the checked LoRA adapter, or make an existing adapter and its head trainable."""
+    from raycross import adapters
+
+    if lora_config is not None:
+        model.add_adapter(lora_config)
     elif model.has_adapter:
         adapters.set_trainable(model.hf_model, True)
 

@@ -37,6 +37,7 @@ class DatasetSpec:
     num_rows: int
     sample_row: dict[str, Any] = field(repr=False)
     list_columns: list[str] = field(default_factory=list)
+    rows_checked: bool = False  # every row checked on the driver (else the workers check their shards)
 
     @classmethod
     def from_table(cls, name: str, table: pa.Table) -> DatasetSpec:
@@ -55,7 +56,7 @@ class DatasetSpec:
 
     @classmethod
     def _build(cls, name: str, columns: list[str], num_rows: int, sample: dict[str, Any]) -> DatasetSpec:
-        where = _where(name)
+        where = dataset_label(name)
         if num_rows == 0:
             raise ValueError(f"{where} is empty (0 rows)")
         try:
@@ -66,7 +67,8 @@ class DatasetSpec:
         return cls(name, inputs + ([label] if label else []), inputs, label, num_rows, sample, list_columns)
 
 
-def _where(name: str) -> str:
+def dataset_label(name: str) -> str:
+    """How errors name a dataset: ``train`` -> ``train_dataset``, ``eval:dev`` -> ``eval_dataset['dev']``."""
     kind, _, key = name.partition(":")
     return f"{kind}_dataset" + (f"[{key!r}]" if key else "")
 
@@ -139,7 +141,7 @@ def resolve_losses(model: Any, loss: Any, train_names: list[str], single: bool) 
 
 def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: pa.Table | None) -> None:
     """Columns vs loss (the loss's own ``validate_columns``) and labels vs ``num_labels``."""
-    where = _where(spec.name)
+    where = dataset_label(spec.name)
     validate = getattr(loss, "validate_columns", None)
     if callable(validate):
         try:
@@ -148,9 +150,8 @@ def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: 
             raise type(err)(f"{where} (columns {spec.columns}) does not fit the loss: {err}") from None
     if spec.label_column is None or spec.label_column in spec.list_columns:
         return
-    num_labels = int(model.num_labels)
-    wants_classes = type(loss).__name__ == "CrossEntropyLoss" or (num_labels > 1 and _is_int_label(spec))
-    if not wants_classes:
+    num_labels = class_count(spec, loss, model)
+    if num_labels is None:
         return
     sample = spec.sample_row.get(spec.label_column)
     if not _is_int_label(spec):
@@ -164,11 +165,35 @@ def check_dataset_against_loss(spec: DatasetSpec, loss: Any, model: Any, table: 
     else:
         low = high = int(sample)
     if low < 0 or high >= num_labels:
+        first = ""
+        if table is not None:
+            outside = pc.or_(pc.less(column, 0), pc.greater_equal(column, num_labels))
+            row = pc.index(outside, True).as_py()
+            first = f" (first at row {row}: {column[row].as_py()!r})"
         raise ValueError(
             f"{where}: labels in column {spec.label_column!r} range over [{low}, {high}], but the model has "
             f"num_labels={num_labels} (class labels must be in [0, {num_labels})); load the model with "
-            f"CrossEncoder(..., num_labels={high + 1}) or fix the labels"
+            f"CrossEncoder(..., num_labels={high + 1}) or fix the labels{first}"
         )
+
+
+def class_count(spec: DatasetSpec, loss: Any, model: Any) -> int | None:
+    """The number of classes integer labels must fit (``num_labels``) when the loss trains classes, else None."""
+    if spec.label_column is None or spec.label_column in spec.list_columns:
+        return None
+    num_labels = int(model.num_labels)
+    wants_classes = type(loss).__name__ == "CrossEntropyLoss" or (num_labels > 1 and _is_int_label(spec))
+    return num_labels if wants_classes else None
+
+
+def check_dataset_rows(spec: DatasetSpec, loss: Any, model: Any, table: pa.Table, where: str | None = None) -> None:
+    """Every row of `table` (see :class:`raycross.data.rows.RowChecker`): texts are strings, labels finite
+    numbers within the classes. The error names the dataset, column, row and value."""
+    from raycross.data.rows import RowChecker
+
+    checker = RowChecker(where or dataset_label(spec.name), spec.input_columns, spec.label_column,
+                         class_count(spec, loss, model))
+    checker.check(table)
 
 
 def _is_int_label(spec: DatasetSpec) -> bool:
@@ -178,7 +203,7 @@ def _is_int_label(spec: DatasetSpec) -> bool:
 
 def check_batching(spec: DatasetSpec, args: CrossEncoderTrainingArguments, table: pa.Table | None) -> None:
     """Enough rows for every worker; the sampler's needs (labels for GROUP_BY_LABEL)."""
-    where = _where(spec.name)
+    where = dataset_label(spec.name)
     world = args.world_size
     if spec.num_rows < world:
         raise ValueError(

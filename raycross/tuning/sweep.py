@@ -180,7 +180,9 @@ def tune_cross_encoder(
         # a runtime_env here would clash with a Ray job's own (ray job submit --runtime-env);
         # the workers get the variable from their worker runtime env, a local cluster inherits it
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        ray.init()
+        from raycross.ray_connect import init_ray
+
+        init_ray()
     total_trials = num_samples * space.grid_size(alg_name)
     resources = plan_resources(base, ray.cluster_resources(), total_trials, cpus_per_trial, gpus_per_trial,
                                max_concurrent_trials)

@@ -131,11 +131,11 @@ def test_bad_adapter_input_is_rejected(tiny_model_path, tmp_path, forbid_ray_sta
                                         num_workers=2)
     with pytest.raises(ValueError, match=r"lora_config.target_modules: no module .* \['qkv_proj'\]"):
         CrossEncoderTrainer(fresh, bad, train_dataset=data)
-    with pytest.raises(ValueError, match="parallel_strategy='fsdp' .* num_workers >= 1, found num_workers=0"):
+    with pytest.raises(ValueError, match="parallel_strategy: 'fsdp' .* num_workers >= 1, found num_workers=0"):
         CrossEncoderTrainingArguments(str(tmp_path / "o"), parallel_strategy="fsdp")
     with pytest.raises(ValueError, match="parallel_strategy: expected 'ddp' or 'fsdp', found 'zero3'"):
         CrossEncoderTrainingArguments(str(tmp_path / "o"), parallel_strategy="zero3", num_workers=2)
-    with pytest.raises(ValueError, match="fsdp' supports bf16 .* fp16=True"):
+    with pytest.raises(ValueError, match="parallel_strategy: 'fsdp' supports bf16 .* fp16=True"):
         CrossEncoderTrainingArguments(str(tmp_path / "o"), parallel_strategy="fsdp", num_workers=2, fp16=True)
     with pytest.raises(TypeError, match="lora_config: expected a peft LoraConfig"):
         CrossEncoderTrainingArguments(str(tmp_path / "o"), lora_config=["query"])
@@ -190,3 +190,80 @@ def test_training_with_merge_adapter_exports_a_plain_model(tiny_model_path, tmp_
     assert not (tmp_path / "out" / "adapter_config.json").exists()
     np.testing.assert_allclose(STCrossEncoder(str(tmp_path / "out"), device="cpu").predict(PAIRS),
                                model.predict(PAIRS), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+def test_decoder_rerankers_get_per_layer_fsdp_units_and_a_lora_adapter_with_the_score_head(tmp_path, kind):
+    from raycross.training.fsdp import transformer_layers
+
+    from tests.conftest import make_tiny_decoder
+
+    path = make_tiny_decoder(tmp_path / kind, kind)
+    model = CrossEncoder(path, device="cpu")
+    layers = transformer_layers(model.hf_model)
+    assert len(layers) == 2 and all(type(layer).__name__.endswith("DecoderLayer") for layer in layers)
+    model.add_adapter({"r": 4, "target_modules": ["q_proj", "v_proj"]})
+    trainable = [n for n, p in model.hf_model.named_parameters() if p.requires_grad]
+    assert "score.weight" in trainable and all("lora_" in n or n.startswith("score.") for n in trainable)
+    for name, param in model.hf_model.named_parameters():
+        if "lora_B" in name or name.startswith("score"):
+            param.data += 0.2 * torch.randn_like(param)
+    expected = model.predict(PAIRS)
+    model.save_pretrained(tmp_path / "adapter")
+    np.testing.assert_allclose(CrossEncoder(tmp_path / "adapter", device="cpu").predict(PAIRS), expected, atol=1e-6)
+
+
+def test_config_training_section_takes_the_big_model_keys(tmp_path):
+    from raycross.config import ConfigError, build_training_args
+
+    args = build_training_args({"output_dir": str(tmp_path), "num_workers": 2, "parallel_strategy": "fsdp",
+                                "lora_config": LORA, "merge_adapter": True, "bf16": True})
+    assert (args.parallel_strategy, args.lora_config, args.merge_adapter) == ("fsdp", LORA, True)
+    assert args.to_dict()["lora_config"] == LORA
+    with pytest.raises(ConfigError, match="training.parallel_strategy"):
+        build_training_args({"output_dir": str(tmp_path), "parallel_strategy": "fsdp"})
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])  # tied (qwen3) and untied (llama) LM heads
+def test_causal_reranker_adapter_trains_the_score_token_rows(tmp_path, arch):
+    from tests.conftest import make_tiny_causal_model
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    model = CrossEncoder(make_tiny_causal_model(tmp_path / arch, arch=arch), device="cpu")
+    embeddings_before = model.hf_model.get_input_embeddings().weight.detach().clone()
+    before = model.predict(PAIRS)
+    model.add_adapter({"r": 4, "target_modules": ["q_proj", "v_proj"]})
+    trainable = [n for n, p in model.hf_model.named_parameters() if p.requires_grad]
+    assert "lm_head.score_rows.weight" in trainable
+    assert all("lora_" in n or n == "lm_head.score_rows.weight" for n in trainable), trainable
+    assert model.hf_model.lm_head.score_rows.weight.shape[0] == 2  # the "yes" and "no" rows only
+    np.testing.assert_allclose(model.predict(PAIRS), before, atol=1e-6)  # fresh adapter: same scores
+    with torch.no_grad():
+        model.hf_model.lm_head.score_rows.weight.add_(0.5 * torch.randn_like(model.hf_model.lm_head.score_rows.weight))
+        for name, param in model.hf_model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.2 * torch.randn_like(param))
+    expected = model.predict(PAIRS)
+    assert not np.allclose(expected, before, atol=1e-3)
+    # the score computed from two rows equals the full LM head at the last position
+    model.unpad_inputs = False
+    features = model.preprocess(PAIRS)
+    with torch.no_grad():
+        full = model.hf_model(**features, logits_to_keep=1).logits[:, -1]
+    ids = model.score_head.token_ids
+    np.testing.assert_allclose(model.score_head(full)[:, 0].numpy(), model(features)[:, 0].detach().numpy(), atol=1e-5)
+    model.unpad_inputs = True
+
+    model.save_pretrained(tmp_path / "adapter")
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert saved["base_model.model.lm_head.score_rows.weight"].shape[0] == len(ids)
+    np.testing.assert_allclose(CrossEncoder(tmp_path / "adapter", device="cpu").predict(PAIRS), expected, atol=1e-5)
+    model.save_pretrained(tmp_path / "merged", merge_adapter=True)
+    np.testing.assert_allclose(CrossEncoder(tmp_path / "merged", device="cpu").predict(PAIRS), expected, atol=1e-5)
+    np.testing.assert_allclose(STCrossEncoder(str(tmp_path / "merged"), device="cpu").predict(PAIRS), expected,
+                               atol=1e-5)
+    model.merge_and_unload()
+    assert type(model.hf_model.lm_head) is torch.nn.Linear
+    np.testing.assert_allclose(model.predict(PAIRS), expected, atol=1e-5)
+    if arch == "llama":  # untied: the input embeddings never change
+        assert torch.equal(model.hf_model.get_input_embeddings().weight, embeddings_before)

@@ -1,5 +1,5 @@
 """FSDP2 mechanics in plain gloo process groups (torch.multiprocessing, no Ray): a sharded tiny BERT
-follows DDP's loss curve, evaluates alone on rank 0 with gathered parameters, trains with a LoRA
+(and a tiny Qwen3 reranker) follows DDP's loss curve, evaluates alone on rank 0 with gathered parameters, trains with a LoRA
 adapter and with activation checkpointing + bf16, and a 2-worker sharded checkpoint (model + optimizer)
 loads on 1 and on 3 workers and into an unsharded model in one process.
 """
@@ -27,8 +27,10 @@ def _batch(rank: int, world: int, step: int) -> tuple[list, torch.Tensor]:
     return [PAIRS[i] for i in rows], torch.tensor([LABELS[i] for i in rows])
 
 
-def _train(model, world: int, rank: int, steps: int = STEPS, wrapped=None) -> tuple[list[float], torch.optim.Optimizer]:
-    """AdamW steps on this rank's rows; returns the mean loss over workers per step."""
+def _train(model, world: int, rank: int, steps: int = STEPS, wrapped=None,
+           scores: bool = False) -> tuple[list[float], torch.optim.Optimizer]:
+    """AdamW steps on this rank's rows; returns the mean loss over workers per step. `scores`: through
+    ``CrossEncoder.forward`` (e.g. a causal reranker's LogitScore) instead of the transformers forward."""
     from raycross.training.optim import create_optimizer
 
     forward = wrapped or model.model
@@ -38,7 +40,7 @@ def _train(model, world: int, rank: int, steps: int = STEPS, wrapped=None) -> tu
     for step in range(steps):
         pairs, labels = _batch(rank, world, step)
         features = model.preprocess(pairs)
-        logits = forward(**features).logits.view(-1).float()
+        logits = (model(features) if scores else forward(**features).logits).view(-1).float()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
         loss.backward()
         optimizer.step()
@@ -49,7 +51,7 @@ def _train(model, world: int, rank: int, steps: int = STEPS, wrapped=None) -> tu
     return losses, optimizer
 
 
-def _load(path: str, adapter: bool = False):
+def _load(path: str, adapter: bool = False, targets: list[str] | None = None):
     from raycross import CrossEncoder
 
     torch.manual_seed(0)
@@ -60,7 +62,7 @@ def _load(path: str, adapter: bool = False):
             module.p = 0.0
     if adapter:
         torch.manual_seed(1)
-        model.add_adapter(LORA)
+        model.add_adapter({**LORA, "target_modules": targets or LORA["target_modules"]})
         for name, param in model.hf_model.named_parameters():
             if "lora_B" in name:  # non-zero B so the adapter changes the scores from the start
                 torch.nn.init.normal_(param, std=0.1)
@@ -108,6 +110,22 @@ def _worker(rank: int, world: int, init_file: str, model_path: str, out: str, mo
             lora_full = fsdp.full_state_dict(lora.hf_model)
             if rank == 0:
                 torch.save(lora_full, out_dir / "lora_reference.pt")
+            # a decoder reranker (Qwen3): per-layer units, DDP's curve
+            qwen = _load(str(Path(model_path).parent / "qwen3"))
+            wrapped = torch.nn.parallel.DistributedDataParallel(qwen.model)
+            result["qwen_ddp"], _ = _train(qwen, world, rank, steps=2, wrapped=wrapped)
+            qwen = _load(str(Path(model_path).parent / "qwen3"))
+            fsdp.shard_model(qwen, torch.device("cpu"))
+            result["qwen_layers_sharded"] = sum(fsdp.is_sharded(m) for m in fsdp.transformer_layers(qwen.hf_model))
+            result["qwen_fsdp"], _ = _train(qwen, world, rank, steps=2)
+            # a causal reranker (LogitScore) with LoRA: DDP vs FSDP through CrossEncoder.forward
+            causal_path = str(Path(model_path).parent / "causal")
+            causal = _load(causal_path, adapter=True, targets=["q_proj", "v_proj"])
+            causal.wrap_for_training("ddp")
+            result["causal_ddp"], _ = _train(causal, world, rank, steps=2, scores=True)
+            causal = _load(causal_path, adapter=True, targets=["q_proj", "v_proj"])
+            fsdp.shard_model(causal, torch.device("cpu"))
+            result["causal_fsdp"], _ = _train(causal, world, rank, steps=2, scores=True)
             # activation checkpointing + bf16 mixed precision
             ac = _load(model_path)
             ac.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -155,10 +173,12 @@ def _merge_rank_dirs(tmp_path: Path, prefix: str, world: int, target: str) -> Pa
 
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
-    from tests.conftest import make_tiny_model
+    from tests.conftest import make_tiny_causal_model, make_tiny_decoder, make_tiny_model
 
     root = tmp_path_factory.mktemp("fsdp")
     model_path = make_tiny_model(root / "model", num_layers=3, seed=0)
+    make_tiny_decoder(root / "qwen3", "qwen3")
+    make_tiny_causal_model(root / "causal", arch="qwen3")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     _spawn(root, 2, model_path, "write")
     _merge_rank_dirs(root, "ckpt", 2, "merged")
@@ -172,6 +192,18 @@ def test_fsdp_loss_curve_equals_ddp_and_every_layer_is_sharded(fsdp_run):
     ddp, sharded = results[0]["ddp"], results[0]["fsdp"]
     assert len(ddp) == STEPS and ddp[0] != ddp[-1]  # the loss moves
     assert sharded == pytest.approx(ddp, abs=1e-5), (sharded, ddp)
+
+
+def test_fsdp_shards_a_qwen3_reranker_per_layer_and_follows_ddp(fsdp_run):
+    _, _, results = fsdp_run
+    assert results[0]["qwen_layers_sharded"] == 2
+    assert results[0]["qwen_fsdp"] == pytest.approx(results[0]["qwen_ddp"], abs=1e-5)
+
+
+def test_fsdp_with_lora_on_a_causal_reranker_follows_ddp(fsdp_run):
+    _, _, results = fsdp_run
+    assert results[0]["causal_fsdp"] == pytest.approx(results[0]["causal_ddp"], abs=1e-5)
+    assert results[0]["causal_fsdp"][0] != results[0]["causal_fsdp"][1]
 
 
 def test_gathered_evaluation_on_rank_0_scores_as_the_unsharded_model(fsdp_run):

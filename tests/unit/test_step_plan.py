@@ -229,3 +229,53 @@ def test_training_never_tokenizes_in_the_training_thread(model, tmp_path):
     assert result.global_step == 8
     assert calls and set(calls) == {"raycross-batches"}  # all tokenization happened ahead, in the pipeline
     assert result.metrics["train_tokens_per_second"] > 0
+
+
+# ---------------------------------------------------------------------- the model's parallel wrapper
+@pytest.fixture
+def one_process_group(tmp_path):
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_training_passes_go_through_the_wrapper_and_inference_skips_it(model, one_process_group):
+    model.train()
+    features = model.preprocess(list(zip(ANCHORS, POSITIVES)))
+    model.eval()
+    bare = model(features).detach()  # padding-free forward of the bare transformer
+    model.wrap_for_training("ddp")
+    assert model.parallel_kind == "ddp" and model.hf_model is model.model
+    ddp = model._parallel.module
+    calls = []
+    ddp.register_forward_pre_hook(lambda module, args, kwargs: calls.append(True), with_kwargs=True)
+
+    torch.testing.assert_close(model(features), bare)  # with gradients: through DDP, same (unpadded) logits
+    assert len(calls) == 1
+    with torch.no_grad():
+        model(features)
+    with model.unwrapped():
+        model(features)
+    model.predict([("q", "d")])
+    assert len(calls) == 1  # inference and unwrapped() use the bare transformer
+
+    with model.gradient_sync(False):
+        assert not ddp.require_backward_grad_sync
+        with model.gradient_sync(True):  # an enclosing skip wins (GradCache's replay inside accumulation)
+            assert not ddp.require_backward_grad_sync
+    assert ddp.require_backward_grad_sync
+    with pytest.raises(ValueError, match="already wrapped"):
+        model.wrap_for_training("ddp")
+    model.unwrap()
+    assert model.parallel_kind is None and model.hf_model is model.model
+
+
+def test_unknown_parallel_kind_is_named(model):
+    with pytest.raises(ValueError, match=r"kind: expected one of \['ddp', 'fsdp'\], found 'tp'"):
+        model.wrap_for_training("tp")
