@@ -1,8 +1,10 @@
 """The ``raycross`` command line: train, mine, evaluate, predict, tune and quickstart from YAML configs.
 
 Every command reads a YAML config (see :mod:`raycross.config`), applies ``--set dotted.key=value``
-overrides and the convenience flags, validates the whole config (naming the bad key) before any
-model, data or Ray worker is loaded, then runs. ``--dry-run`` prints the resolved config and stops.
+overrides and the convenience flags, parses the whole config into a typed
+:class:`~raycross.config.RunSpec` (errors name the bad key) before any model, data or Ray worker is
+loaded, then runs. ``--dry-run`` prints the resolved config and stops. This module is argparse and the
+commands only: everything a command builds comes from :mod:`raycross.config`.
 
 Example:
     $ raycross train --config jobs/configs/reranker_bce.yaml --set training.learning_rate=3e-5 --max-steps 100
@@ -25,22 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from raycross import config as cfg
-from raycross.config import ConfigError
+from raycross.config import ConfigError, RunSpec
+from raycross.config.build import build_evaluator, build_model, build_training
+from raycross.config.sources import SOURCE_KINDS
 
 logger = logging.getLogger("raycross.cli")
-
-
-class CommandUnavailable(RuntimeError):
-    """The command needs a raycross module that this installation does not have."""
-
 
 EPILOG = """\
 config sections (YAML): model, data, loss, evaluator, training, mining, teacher, tune, evaluate, predict.
 A data source is one of {path: FILE|DIR|[FILES]}, {bundled: wordnet-mini/train.parquet} or
 {hub: ID, subset, split}, with optional offline (a source used when HF_HUB_OFFLINE=1), columns,
 rename, label_map, limit, shuffle, seed. Strings may use ${VAR} and ${VAR:-default}.
-Overrides: --set training.learning_rate=3e-5 --set data.train.limit=1000 (values are YAML).
-Ready-made recipes: jobs/configs/*.yaml; cluster setup and `ray job submit`: cluster/README.md.
+Losses, evaluators and activations are named by registry name (BinaryCrossEntropyLoss, reranking) or
+dotted path (torch.nn.Sigmoid). Overrides: --set training.learning_rate=3e-5 --set data.train.limit=1000
+(values are YAML). Ready-made recipes: jobs/configs/*.yaml; cluster setup and `ray job submit`: cluster/README.md.
 """
 
 
@@ -171,10 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quickstart_flags(parser: argparse.ArgumentParser) -> None:
     """Flags generated from ``raycross.quickstart.run_quickstart``'s signature (kept in step with it)."""
-    target = _quickstart_function()
-    if target is None:
-        return
-    for param in inspect.signature(target).parameters.values():
+    from raycross.quickstart import run_quickstart
+
+    for param in inspect.signature(run_quickstart).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name == "log":
             continue
         default = param.default if param.default is not param.empty else None
@@ -187,31 +186,23 @@ def _quickstart_flags(parser: argparse.ArgumentParser) -> None:
                             default=None, help=f"run_quickstart({param.name}=...), default: {default}")
 
 
-def _quickstart_function():
-    try:
-        from raycross import quickstart
-    except ImportError:
-        return None
-    return getattr(quickstart, "run_quickstart", None)
-
-
 # ------------------------------------------------------------------------------------- config setup
-def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Load, override and validate the config of a parsed command line.
+def resolve_spec(args: argparse.Namespace) -> RunSpec:
+    """Load, override and parse the config of a parsed command line into a :class:`~raycross.config.RunSpec`.
 
     Example:
         >>> args = build_parser().parse_args(["predict", "--model", "m", "--input", "x.parquet"])
-        >>> resolve_config(args)  # doctest: +SKIP
+        >>> resolve_spec(args)  # doctest: +SKIP
     """
     values = {key: getattr(args, flag, None) for flag, key in _FLAG_KEYS.get(args.command, {}).items()}
     model = getattr(args, "model", None)
     if model is not None:
         values["mining.model" if args.command == "mine" else "model.name_or_path"] = model
-    config = cfg.load_config(args.config, args.overrides, command=None, values=values)
+    config = cfg.read_config(args.config, args.overrides, values)
     if getattr(args, "input", None) is not None:
         # --input replaces the config's input source, keeping its columns/rename/limit options.
         source = (config.get("data") or {}).get("input") or {}
-        kept = {k: v for k, v in source.items() if k not in (*cfg.SOURCE_KINDS, "subset", "split", "revision", "offline")}
+        kept = {k: v for k, v in source.items() if k not in (*SOURCE_KINDS, "subset", "split", "revision", "offline")}
         config.setdefault("data", {})["input"] = {"path": cfg.expand_env(args.input, "data.input.path"), **kept}
     if model is not None and args.command != "mine" and isinstance(config.get("model"), dict):
         config["model"].pop("offline", None)  # an explicit --model is never swapped for the offline default
@@ -219,8 +210,17 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         options = {name[3:]: value for name, value in vars(args).items() if name.startswith("qs_") and value is not None}
         if options:
             config.setdefault("quickstart", {}).update(options)
-    cfg.validate_config(config, args.command)
-    return config
+    return cfg.parse_config(config, args.command)
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The validated config mapping of a parsed command line (:func:`resolve_spec`'s ``raw``).
+
+    Example:
+        >>> resolve_config(build_parser().parse_args(["quickstart"]))
+        {}
+    """
+    return resolve_spec(args).raw
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,223 +237,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         try:
-            config = resolve_config(args)
+            spec = resolve_spec(args)
         except FileNotFoundError as exc:  # the config file itself
             raise ConfigError("", str(exc)) from None
         if args.dry_run:
             import yaml
 
-            sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
+            sys.stdout.write(yaml.safe_dump(spec.raw, sort_keys=False))
             return 0
         if args.command != "quickstart":
             _connect_to_job_cluster()
-        runner = COMMANDS[args.command]
-        result = runner(config)
+        result = COMMANDS[args.command](spec)
     except ConfigError as exc:
         # The message names the key; no traceback for a config mistake.
         sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
         return 2
-    except CommandUnavailable as exc:
-        sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
-        return 1
     sys.stdout.write(json.dumps({"command": args.command, **result}, indent=2, default=str) + "\n")
     return 0
 
 
-# --------------------------------------------------------------------------------------- builders
-def load_model(section: Mapping[str, Any], **overrides: Any):
-    """A CrossEncoder from the `model` section (``overrides`` win over its keys).
-
-    Example:
-        >>> model = load_model({"name_or_path": "outputs/reranker-bce"})  # doctest: +SKIP
-    """
-    from raycross import CrossEncoder
-
-    kwargs = {k: v for k, v in section.items() if k not in cfg.MODEL_REF_KEYS}
-    kwargs.update(overrides)
-    if isinstance(kwargs.get("activation_fn"), (str, Mapping)):
-        cls, cls_kwargs = cfg.resolve_object_name(kwargs["activation_fn"], "model.activation_fn")
-        kwargs["activation_fn"] = cls(**cls_kwargs)
-    ref = {k: section[k] for k in cfg.MODEL_REF_KEYS if k in section}
-    return CrossEncoder(cfg.resolve_model_ref(ref, "model"), **kwargs)
-
-
-def build_loss(spec: Mapping[str, Any], model: Any, key: str = "loss"):
-    """The loss (or {dataset name: loss}) of a validated `loss` section, bound to ``model``.
-
-    Example:
-        >>> loss = build_loss({"name": "BinaryCrossEntropyLoss", "kwargs": {"pos_weight": 3}}, model)  # doctest: +SKIP
-    """
-    if "name" not in spec:
-        return {name: build_loss(sub, model, f"{key}.{name}") for name, sub in spec.items()}
-    cls = cfg.loss_class(spec["name"], f"{key}.name")
-    kwargs = dict(spec.get("kwargs") or {})
-    for name in cfg.LOSS_OBJECT_ARGS:
-        if kwargs.get(name) is not None and isinstance(kwargs[name], (str, Mapping)):
-            obj_cls, obj_kwargs = cfg.resolve_object_name(kwargs[name], f"{key}.kwargs.{name}")
-            kwargs[name] = obj_cls(**obj_kwargs)
-    return cls(model, **kwargs)
-
-
-def build_evaluator(spec: Any, key: str = "evaluator"):
-    """The evaluator of a validated `evaluator` section (a list becomes a SequentialEvaluator).
-
-    Example:
-        >>> ev = build_evaluator({"type": "reranking", "data": {"bundled": "wordnet-mini/eval.parquet"}})  # doctest: +SKIP
-    """
-    if isinstance(spec, list):
-        from raycross.evaluation import SequentialEvaluator
-
-        return SequentialEvaluator([build_evaluator(s, f"{key}.{i}") for i, s in enumerate(spec)])
-    cls = cfg.evaluator_class(spec["type"], f"{key}.type")
-    kwargs = dict(spec.get("kwargs") or {})
-    data_args = cfg.EVALUATOR_DATA_ARGS[cls.__name__]
-    if not data_args:
-        return cls(**kwargs)
-    dataset = cfg.load_source(spec["data"], f"{key}.data")
-    if data_args == ("samples",):
-        return cls(dataset.to_list(), **kwargs)
-    from raycross.data import split_columns
-
-    inputs, label = split_columns(dataset.column_names)
-    if len(inputs) != 2 or label is None:
-        raise ConfigError(
-            f"{key}.data.columns",
-            f"{cls.__name__} needs two text columns and a label/score column, found inputs {inputs} and "
-            f"label {label!r}",
-        )
-    pairs = list(zip(dataset[inputs[0]], dataset[inputs[1]]))
-    return cls(pairs, dataset[label], **kwargs)
-
-
-def load_train_data(config: Mapping[str, Any]):
-    """The training dataset (or {name: dataset}) and the eval dataset (or None) of `data`.
-
-    Example:
-        >>> train, eval_ = load_train_data({"data": {"train": {"bundled": "wordnet-mini/train.parquet"}}})
-        >>> train.num_rows, eval_
-        (3000, None)
-    """
-    data = config["data"]
-    train = data["train"]
-    if cfg.is_single_source(train):
-        train_ds = cfg.load_source(train, "data.train")
-    else:
-        train_ds = {name: cfg.load_source(sub, f"data.train.{name}") for name, sub in train.items()}
-    eval_ds = cfg.load_source(data["eval"], "data.eval") if data.get("eval") is not None else None
-    return train_ds, eval_ds
-
-
-def load_corpus(config: Mapping[str, Any]) -> list[str] | None:
-    """The mining corpus texts of `data.corpus` (its single column, or its `text` column), or None.
-
-    Example:
-        >>> len(load_corpus({"data": {"corpus": {"bundled": "wordnet-mini/corpus.parquet", "limit": 7}}}))
-        7
-    """
-    spec = (config.get("data") or {}).get("corpus")
-    if spec is None:
-        return None
-    ds = cfg.load_source(spec, "data.corpus")
-    if len(ds.column_names) == 1:
-        column = ds.column_names[0]
-    elif "text" in ds.column_names:
-        column = "text"
-    else:
-        raise ConfigError("data.corpus.columns", f"select the text column: found columns {ds.column_names}")
-    texts = ds[column]
-    if not all(isinstance(t, str) for t in texts):
-        raise ConfigError("data.corpus", f"column {column!r} must hold strings")
-    return texts
-
-
-def mine(config: Mapping[str, Any], dataset: Any):
-    """Run ``mine_hard_negatives`` on ``dataset`` with the `mining` section and `data.corpus`.
-
-    Example:
-        >>> mined = mine(config, train_dataset)  # doctest: +SKIP
-    """
-    mining = dict(config["mining"])
-    mine_hard_negatives = cfg.mining_function()
-    kwargs = {k: v for k, v in mining.items() if k not in cfg.MINING_EXTRA_KEYS}
-    model = cfg.resolve_model_ref(mining["model"], "mining.model")
-    if mining.get("cross_encoder") is not None:
-        kwargs["cross_encoder"] = cfg.resolve_model_ref(mining["cross_encoder"], "mining.cross_encoder")
-    if kwargs.get("output_path"):
-        kwargs["output_path"] = str(Path(kwargs["output_path"]).expanduser().resolve())
-    corpus = load_corpus(config)
-    if corpus is not None:
-        kwargs["corpus"] = corpus
-    logger.info("mining hard negatives with %s for %d rows%s", model, len(dataset),
-                f" against a corpus of {len(corpus)} texts" if corpus is not None else "")
-    return mine_hard_negatives(dataset, model, **kwargs)
-
-
-def add_teacher_scores(config: Mapping[str, Any], dataset: Any):
-    """Label every row with the teacher's scores of (query, document_i) for each document of the row.
-
-    The first input column is the query; the others hold a document or a list of documents. The label
-    column (``teacher.label_column``, default ``scores``) gets the list of scores: what MarginMSELoss,
-    ListNet and the other distillation losses take.
-
-    Example:
-        >>> dataset = add_teacher_scores({"teacher": {"model": "teacher-dir"}}, mined)  # doctest: +SKIP
-    """
-    import numpy as np
-    import torch
-
-    from raycross import CrossEncoder
-    from raycross.data import split_columns
-
-    teacher_cfg = config["teacher"]
-    label_column = teacher_cfg.get("label_column") or "scores"
-    inputs, existing = split_columns(dataset.column_names)
-    if existing is not None:
-        raise ConfigError("teacher", f"the training data already has a label column {existing!r}; "
-                                     "drop it (data.train.columns) or remove the teacher section")
-    if len(inputs) < 2:
-        raise ConfigError("teacher", f"teacher scoring needs a query column and document column(s), found {inputs}")
-    rows = dataset.select_columns(inputs).to_list()
-    pairs, sizes = [], []
-    for row in rows:
-        docs = []
-        for column in inputs[1:]:
-            value = row[column]
-            docs.extend(value if isinstance(value, list) else [value])
-        pairs.extend((row[inputs[0]], d) for d in docs)
-        sizes.append(len(docs))
-    teacher = CrossEncoder(cfg.resolve_model_ref(teacher_cfg["model"], "teacher.model"))
-    activation = None if teacher_cfg.get("apply_activation", False) else torch.nn.Identity()
-    logger.info("scoring %d pairs with the teacher %s", len(pairs), teacher.model_name_or_path)
-    scores = np.asarray(teacher.predict(pairs, batch_size=teacher_cfg.get("batch_size") or 32,
-                                        activation_fn=activation, show_progress_bar=False), dtype=np.float64)
-    if scores.ndim != 1:
-        raise ConfigError("teacher.model", f"the teacher must have 1 label, it returned scores of shape {scores.shape}")
-    offsets = np.cumsum([0, *sizes])
-    labels = [scores[offsets[i]: offsets[i + 1]].tolist() for i in range(len(sizes))]
-    return dataset.add_column(label_column, labels)
-
-
-def write_dataset(dataset: Any, path: str) -> str:
-    """Write a ``datasets.Dataset`` to .parquet, .jsonl/.json (JSON lines) or .csv; returns the absolute path.
-
-    Example:
-        >>> write_dataset(mined, "mined.parquet")  # doctest: +SKIP
-    """
-    out = Path(path).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        dataset.to_parquet(str(out))
-    elif suffix in (".jsonl", ".json"):
-        dataset.to_json(str(out), lines=True, force_ascii=False)
-    elif suffix == ".csv":
-        dataset.to_csv(str(out), index=False)
-    else:
-        raise ConfigError("output_path", f"expected a .parquet, .jsonl, .json or .csv file, found {path!r}")
-    return str(out)
-
-
+# ------------------------------------------------------------------------------------ job environment
 def _job_context() -> dict[str, Any]:
     """Where this process runs: the Ray job submission id when started by `ray job submit`."""
     raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
@@ -465,51 +268,6 @@ def _job_context() -> dict[str, Any]:
         return {}
     job_id = metadata.get("job_submission_id")
     return {"ray_job_submission_id": job_id} if job_id else {}
-
-
-class RayDashboardMetrics:
-    """Training callback: every number the trainer logs becomes the Ray metric ``raycross_train_metric``.
-
-    Tagged ``run`` (the run name) and ``metric`` (``loss``, ``learning_rate``, ``eval_<name>_ndcg@10``, ...),
-    it reaches the Ray dashboard's Metrics view (Prometheus as ``ray_raycross_train_metric``) from rank 0
-    of the workers, or from the driver for in-process training in a Ray job. Without Ray it does nothing.
-
-    Example:
-        >>> trainer = CrossEncoderTrainer(model, args, train_dataset=data, callbacks=[RayDashboardMetrics("run")])  # doctest: +SKIP
-    """
-
-    def __init__(self, run_name: str) -> None:
-        self.run_name = str(run_name)
-        self._gauge = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"run_name": self.run_name, "_gauge": None}  # the gauge is made where the callback runs
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        if not getattr(state, "is_world_process_zero", True) or not logs:
-            return
-        gauge = self._get_gauge()
-        if gauge is None:
-            return
-        import math
-        import numbers
-
-        values = {**logs, "global_step": getattr(state, "global_step", None)}
-        for key, value in values.items():
-            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
-                gauge.set(float(value), tags={"run": self.run_name, "metric": str(key)})
-
-    def _get_gauge(self):
-        if self._gauge is None:
-            import ray
-
-            if not ray.is_initialized():
-                return None
-            from ray.util.metrics import Gauge
-
-            self._gauge = Gauge("raycross_train_metric", description="raycross training logs (loss, lr, eval metrics)",
-                                tag_keys=("run", "metric"))
-        return self._gauge
 
 
 def _connect_to_job_cluster() -> None:
@@ -546,14 +304,17 @@ def _locations(args: Any) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------- commands
-def run_train(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``raycross train``: (mine, score with a teacher,) train; returns the paths and the final metrics.
+def run_train(spec: RunSpec) -> dict[str, Any]:
+    """``raycross train``: prepare the data (load, mine, teacher), train; returns the paths and the final metrics.
 
     Example:
-        >>> run_train(cfg.load_config("jobs/configs/reranker_bce.yaml", command="train"))  # doctest: +SKIP
+        >>> run_train(cfg.parse_config(cfg.load_config("jobs/configs/reranker_bce.yaml"), "train"))  # doctest: +SKIP
     """
+    from raycross.training import CrossEncoderTrainer
+    from raycross.training.dashboard import RayDashboardMetrics
+
     started = time.perf_counter()
-    args = cfg.build_training_args(config["training"])
+    args = spec.training
     where = _locations(args)
     job = _job_context()
     for name, value in {**where, **job}.items():
@@ -561,32 +322,11 @@ def run_train(config: Mapping[str, Any]) -> dict[str, Any]:
     if job:
         logger.info("follow this job: `ray job logs --follow %s` or the Jobs tab of the Ray dashboard "
                     "(port 8265); training metrics appear under its Train tab", job["ray_job_submission_id"])
-
-    train_ds, eval_ds = load_train_data(config)
-    if config.get("mining") is not None:
-        if isinstance(train_ds, dict):
-            raise ConfigError("mining", "mining applies to a single training dataset; data.train holds several")
-        train_ds = mine(config, train_ds)
-        if isinstance(train_ds, (str, os.PathLike)):  # streamed to parquet files: train from them
-            logger.info("mined data written to %s", train_ds)
-            train_ds = str(train_ds)
-            if config.get("teacher") is not None:
-                train_ds = cfg.load_source({"path": train_ds}, "mining.output_path")
-    if config.get("teacher") is not None:
-        if isinstance(train_ds, dict):
-            raise ConfigError("teacher", "teacher scoring applies to a single training dataset")
-        train_ds = add_teacher_scores(config, train_ds)
-
-    from raycross import CrossEncoderTrainer
-
-    model = load_model(config["model"])
-    loss = build_loss(config["loss"], model)
-    evaluator = build_evaluator(config["evaluator"]) if config.get("evaluator") is not None else None
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                  loss=loss, evaluator=evaluator, callbacks=[RayDashboardMetrics(args.run_name)])
-    result = trainer.train()
+    parts = build_training(spec)
+    parts.callbacks.append(RayDashboardMetrics(args.run_name))
+    result = CrossEncoderTrainer(**parts.trainer_kwargs()).train()
     # The trainer wrote the final model (best one with load_best_model_at_end) to output_dir.
-    _save_config(config, Path(where["output_dir"]) / "raycross_config.yaml")
+    _save_config(spec.raw, Path(where["output_dir"]) / "raycross_config.yaml")
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     logger.info("final metrics: %s", json.dumps(metrics))
     logger.info("final model in %s; load it with raycross.CrossEncoder(%r)", where["final_model"], where["final_model"])
@@ -601,21 +341,21 @@ def _save_config(config: Mapping[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf8")
 
 
-def run_mine(config: Mapping[str, Any]) -> dict[str, Any]:
+def run_mine(spec: RunSpec) -> dict[str, Any]:
     """``raycross mine``: mine hard negatives for data.train and write them to mining.output_path.
 
     Example:
-        >>> run_mine(cfg.load_config("jobs/configs/mine_hard_negatives.yaml", command="mine"))  # doctest: +SKIP
+        >>> run_mine(cfg.parse_config(cfg.load_config("jobs/configs/mine_hard_negatives.yaml"), "mine"))  # doctest: +SKIP
     """
-    started = time.perf_counter()
-    job = _job_context()
-    train = config["data"]["train"]
-    if not cfg.is_single_source(train):
-        raise ConfigError("data.train", "mining takes a single dataset; give one source")
-    dataset = cfg.load_source(train, "data.train")
-    path = Path(mine(config, dataset))
     import pyarrow.parquet as pq
 
+    from raycross.config.prepare import mine
+
+    started = time.perf_counter()
+    job = _job_context()
+    if isinstance(spec.data.train, dict):
+        raise ConfigError("data.train", "mining takes a single dataset; give one source")
+    path = Path(mine(spec.mining, spec.data.train.load(), spec.data.corpus))
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     columns = list(pq.read_schema(files[0]).names) if files else []
@@ -624,16 +364,16 @@ def run_mine(config: Mapping[str, Any]) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def run_evaluate(config: Mapping[str, Any]) -> dict[str, Any]:
+def run_evaluate(spec: RunSpec) -> dict[str, Any]:
     """``raycross evaluate``: run the evaluator(s) on the model and return the metrics.
 
     Example:
-        >>> run_evaluate(cfg.load_config({"model": ..., "evaluator": ...}, command="evaluate"))  # doctest: +SKIP
+        >>> run_evaluate(cfg.parse_config({"model": ..., "evaluator": ...}, "evaluate"))  # doctest: +SKIP
     """
-    evaluator = build_evaluator(config["evaluator"])
-    model = load_model(config["model"])
+    evaluator = build_evaluator(spec.evaluator)
+    model = build_model(spec.model)
     metrics = {k: float(v) for k, v in evaluator(model).items()}
-    out = (config.get("evaluate") or {}).get("output_path")
+    out = spec.evaluate.get("output_path")
     result: dict[str, Any] = {"model": model.model_name_or_path, "metrics": metrics}
     if out:
         path = Path(out).expanduser().resolve()
@@ -643,29 +383,26 @@ def run_evaluate(config: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run_predict(config: Mapping[str, Any]) -> dict[str, Any]:
+def run_predict(spec: RunSpec) -> dict[str, Any]:
     """``raycross predict``: score the pairs of data.input; write them with a `score` column or print them.
 
     Example:
-        >>> run_predict(cfg.load_config({"model": {"name_or_path": "m"}, "data": {"input": {"path": "p.csv"}}},
-        ...                             command="predict"))  # doctest: +SKIP
+        >>> run_predict(cfg.parse_config({"model": {"name_or_path": "m"}, "data": {"input": {"path": "p.csv"}}},
+        ...                              "predict"))  # doctest: +SKIP
     """
     import numpy as np
 
-    from raycross.data import split_columns
+    from raycross.data import split_columns, to_arrow, write_file
 
-    options = dict(config.get("predict") or {})
-    dataset = cfg.load_source(config["data"]["input"], "data.input")
+    options = spec.predict
+    dataset = spec.data.input.load()
     inputs, _ = split_columns(dataset.column_names)
     if len(inputs) < 2:
         raise ConfigError("data.input.columns", f"predict needs two text columns, found inputs {inputs}")
     pairs = list(zip(dataset[inputs[0]], dataset[inputs[1]]))
-    model = load_model(config["model"])
+    model = build_model(spec.model)
     batch_size = options.get("batch_size") or 32
-    activation = options.get("activation_fn")
-    if activation is not None:
-        cls, kwargs = cfg.resolve_object_name(activation, "predict.activation_fn")
-        activation = cls(**kwargs)
+    activation = options["activation_fn"].build() if options.get("activation_fn") is not None else None
     if options.get("num_actors"):
         if activation is not None or options.get("apply_softmax"):
             raise ConfigError("predict.num_actors", "Ray scoring applies the model's own activation; "
@@ -684,49 +421,45 @@ def run_predict(config: Mapping[str, Any]) -> dict[str, Any]:
     column = "score" if scores.shape[1] == 1 else "scores"
     result: dict[str, Any] = {"model": model.model_name_or_path, "rows": len(pairs)}
     if options.get("output_path"):
-        result["output_path"] = write_dataset(dataset.add_column(column, values), options["output_path"])
+        try:
+            result["output_path"] = write_file(to_arrow(dataset.add_column(column, values)), options["output_path"])
+        except ValueError as exc:
+            raise ConfigError("predict.output_path", str(exc)) from None
     else:
         for (a, b), value in zip(pairs, values):
             sys.stdout.write(json.dumps({inputs[0]: a, inputs[1]: b, column: value}) + "\n")
     return result
 
 
-def run_tune(config: Mapping[str, Any]) -> dict[str, Any]:
+def run_tune(spec: RunSpec) -> dict[str, Any]:
     """``raycross tune``: a Ray Tune sweep through ``raycross.tune.run_sweep_from_config``.
 
     Example:
-        >>> run_tune(cfg.load_config("jobs/configs/hpo_sweep.yaml", command="tune"))  # doctest: +SKIP
+        >>> run_tune(cfg.parse_config(cfg.load_config("jobs/configs/hpo_sweep.yaml"), "tune"))  # doctest: +SKIP
     """
-    try:
-        from raycross.tune import run_sweep_from_config
-    except ImportError as exc:
-        raise CommandUnavailable(
-            f"raycross tune needs raycross.tune.run_sweep_from_config, which this installation lacks ({exc})"
-        ) from None
-    result = run_sweep_from_config(dict(config))
-    if isinstance(result, Mapping):
-        return dict(result)
-    return {"result": result}
+    from raycross.tune import run_sweep_from_config
+
+    result = run_sweep_from_config(spec)
+    return dict(result) if isinstance(result, Mapping) else {"result": result}
 
 
-def run_quickstart_command(config: Mapping[str, Any]) -> dict[str, Any]:
+def run_quickstart_command(spec: RunSpec) -> dict[str, Any]:
     """``raycross quickstart``: ``raycross.quickstart.run_quickstart(**options)``, printing its progress.
 
     Example:
-        >>> run_quickstart_command({"quickstart": {"output_dir": "qs", "max_steps": 20}})  # doctest: +SKIP
+        >>> run_quickstart_command(cfg.parse_config({"quickstart": {"output_dir": "qs", "max_steps": 20}}, "quickstart"))  # doctest: +SKIP
     """
-    target = _quickstart_function()
-    if target is None:
-        raise CommandUnavailable("raycross quickstart needs raycross.quickstart.run_quickstart, which this installation lacks")
-    options = dict(config.get("quickstart") or {})
+    from raycross.quickstart import run_quickstart
+
+    options = dict(spec.quickstart)
 
     def log(line: str) -> None:
         sys.stdout.write(f"{line}\n")
         sys.stdout.flush()
 
-    if "log" in inspect.signature(target).parameters:
+    if "log" in inspect.signature(run_quickstart).parameters:
         options["log"] = log
-    result = target(**options)
+    result = run_quickstart(**options)
     return dict(result) if isinstance(result, Mapping) else {"result": result}
 
 

@@ -6,9 +6,8 @@ input, in order (names do not matter). An input column holds texts, or lists of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 LABEL_COLUMNS: tuple[str, ...] = ("label", "labels", "score", "scores")
 
@@ -30,56 +29,6 @@ def split_columns(column_names: Sequence[str]) -> tuple[list[str], str | None]:
         raise ValueError(f"dataset has no input columns: found only {names}")
     label = labels[0] if labels else None
     return [c for c in names if c != label], label
-
-
-@dataclass
-class ColumnSpec:
-    """What a dataset holds: ordered input columns, the label column, and which inputs are lists of texts.
-
-    Example:
-        >>> ColumnSpec.from_row({"query": "q", "docs": ["a", "b"], "labels": [1, 0]}).list_columns
-        ['docs']
-    """
-
-    input_columns: list[str]
-    label_column: str | None
-    list_columns: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any], column_names: Sequence[str] | None = None) -> ColumnSpec:
-        inputs, label = split_columns(list(column_names or row.keys()))
-        list_columns = []
-        for col in inputs:
-            value = row[col]
-            if isinstance(value, str):
-                continue
-            if _is_list_of_texts(value):
-                list_columns.append(col)
-            else:
-                raise TypeError(
-                    f"column {col!r}: expected a text or a list of texts, found {type(value).__name__} ({value!r:.60})"
-                )
-        if label is not None:
-            _check_label(label, row[label])
-        return cls(inputs, label, list_columns)
-
-
-def _is_list_of_texts(value: Any) -> bool:
-    if hasattr(value, "tolist") and not isinstance(value, str):
-        value = value.tolist()
-    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-
-
-def _check_label(column: str, value: Any) -> None:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if value is None:
-        raise ValueError(f"label column {column!r}: found a missing value (None)")
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(v, (int, float)) for v in value):
-            raise TypeError(f"label column {column!r}: expected numbers, found {value!r:.60}")
-    elif not isinstance(value, (int, float)):
-        raise TypeError(f"label column {column!r}: expected a number or a list of numbers, found {type(value).__name__}")
 
 
 @dataclass

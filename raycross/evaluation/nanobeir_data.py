@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raycross.data import read_files
+
 logger = logging.getLogger(__name__)
 
 DATASET_NAME_TO_HUMAN_READABLE = {
@@ -77,15 +79,6 @@ def human_readable_name(dataset_name: str) -> str:
     return DATASET_NAME_TO_HUMAN_READABLE[key]
 
 
-def _read_files(files: list[Path]) -> dict[str, list[Any]]:
-    import pyarrow as pa
-    import pyarrow.json as pa_json
-    import pyarrow.parquet as pq
-
-    tables = [pq.read_table(f) if f.suffix == ".parquet" else pa_json.read_json(f) for f in sorted(files)]
-    return pa.concat_tables(tables, promote_options="default").to_pydict()
-
-
 def _local_files(root: Path, subset: str, split: str) -> list[Path]:
     patterns = [
         f"{subset}/{split}.parquet", f"{subset}/{split}-*.parquet", f"{subset}/{split}/*.parquet",
@@ -125,7 +118,7 @@ class _Source:
                     f"NanoBEIR directory {self.root}: no files for subset '{subset}' split '{split}' "
                     f"(looked for {subset}/{split}.parquet, {subset}/{split}-*.parquet, {split}/{subset}.parquet, ...)"
                 )
-            columns = _read_files(files)
+            columns = read_files(files).to_pydict()
         else:
             try:
                 from datasets import load_dataset

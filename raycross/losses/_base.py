@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from raycross.data.contract import LABEL_COLUMNS
 from raycross.losses._plan import ScorePlan
 
 logger = logging.getLogger(__name__)
 
-LABEL_COLUMN_NAMES = ("label", "labels", "score", "scores")
 
 
 def fullname(obj: Any) -> str:
@@ -159,7 +159,7 @@ class CrossEncoderLoss(nn.Module):
             )
         if self.requires_label and label_column is None:
             raise ValueError(
-                f"{name} needs a label column named one of {list(LABEL_COLUMN_NAMES)} holding "
+                f"{name} needs a label column named one of {list(LABEL_COLUMNS)} holding "
                 f"{self.label_description}; the dataset only has the input columns {input_columns}."
             )
         if not self.requires_label and label_column is not None:
@@ -214,7 +214,7 @@ class CrossEncoderLoss(nn.Module):
     def _missing_label_error(self, labels: Any) -> ValueError:
         return ValueError(
             f"{type(self).__name__} needs labels holding {self.label_description} (a column named one of "
-            f"{list(LABEL_COLUMN_NAMES)}), found {describe(labels)}"
+            f"{list(LABEL_COLUMNS)}), found {describe(labels)}"
         )
 
     def scalar_labels(self, labels: Any, batch_size: int) -> Tensor:

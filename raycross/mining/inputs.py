@@ -6,15 +6,14 @@ text in first-occurrence order, as the anchor does, and positives become a CSR m
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from raycross.data import column_names, to_arrow
 
 
 @dataclass
@@ -72,68 +71,6 @@ def padded_rows(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray, width:
     return out
 
 
-def _table_from(dataset: Any) -> pa.Table | Any:
-    """The dataset as an Arrow table (or a Ray Dataset, read later column by column)."""
-    if isinstance(dataset, pa.Table):
-        return dataset
-    try:
-        import datasets as hf
-
-        if isinstance(dataset, hf.DatasetDict):
-            raise TypeError(
-                f"dataset: expected one dataset, found a DatasetDict with splits {list(dataset)}; pass e.g. dataset['train']"
-            )
-        if isinstance(dataset, hf.Dataset):
-            return dataset
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        pass
-    if type(dataset).__module__.startswith("ray.data"):
-        return dataset
-    if type(dataset).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(dataset, preserve_index=False)
-    if isinstance(dataset, (str, os.PathLike)) or (
-        isinstance(dataset, (list, tuple)) and dataset and all(isinstance(x, (str, os.PathLike)) for x in dataset)
-    ):
-        paths = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
-        if all(str(p).endswith(".parquet") or Path(p).is_dir() for p in paths):
-            import pyarrow.parquet as pq
-
-            return pa.concat_tables([pq.read_table(p) for p in paths])
-        from raycross.data import load_records
-
-        return pa.Table.from_pylist(load_records(dataset))
-    if isinstance(dataset, Mapping):
-        return pa.table({k: pa.array(list(v)) for k, v in dataset.items()})
-    if isinstance(dataset, Sequence) and (not dataset or isinstance(dataset[0], Mapping)):
-        return pa.Table.from_pylist(list(dataset))
-    raise TypeError(
-        "dataset: expected an HF Dataset, a Ray Dataset, a pyarrow Table, a pandas DataFrame, a dict of columns, "
-        f"a list of dicts or parquet/json/csv paths; found {type(dataset).__name__}"
-    )
-
-
-def _column_names(table: Any) -> list[str]:
-    if isinstance(table, pa.Table):
-        return list(table.column_names)
-    if hasattr(table, "column_names") and not callable(table.column_names):
-        return list(table.column_names)  # HF Dataset
-    return list(table.columns())  # Ray Dataset
-
-
-def _read_columns(table: Any, names: list[str]) -> list[pa.ChunkedArray]:
-    if isinstance(table, pa.Table):
-        return [table.column(n) for n in names]
-    if hasattr(table, "with_format"):  # HF Dataset: honours an indices mapping (select/shuffle)
-        sub = table.select_columns(names).with_format("arrow")[:]
-        return [sub.column(n) for n in names]
-    import ray
-
-    refs = table.select_columns(names).to_arrow_refs()
-    parts = [t for t in ray.get(refs) if t.num_rows]
-    sub = pa.concat_tables(parts) if parts else pa.table({n: pa.array([], pa.string()) for n in names})
-    return [sub.column(n) for n in names]
-
-
 def _as_text(name: str, column: pa.ChunkedArray | pa.Array) -> pa.LargeStringArray:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], pa.large_string())
@@ -173,8 +110,7 @@ def prepare_inputs(
 
     The corpus is the separate corpus (if any) followed by the positives, deduplicated, as in the anchor.
     """
-    table = _table_from(dataset)
-    columns = _column_names(table)
+    columns = column_names(dataset)
     if anchor_column_name is None:
         if not columns:
             raise ValueError("dataset: expected at least two columns (anchor, positive), found none")
@@ -194,11 +130,11 @@ def prepare_inputs(
     if anchor_column_name == positive_column_name:
         raise ValueError(f"anchor_column_name and positive_column_name are both {anchor_column_name!r}")
 
-    anchors, positives = _read_columns(table, [anchor_column_name, positive_column_name])
-    anchors = _as_text(anchor_column_name, anchors)
-    positives = _as_text(positive_column_name, positives)
-    if len(anchors) == 0:
+    table = to_arrow(dataset, columns=[anchor_column_name, positive_column_name])
+    if table.num_rows == 0:
         raise ValueError("dataset: expected at least one (anchor, positive) row, found an empty dataset")
+    anchors = _as_text(anchor_column_name, table.column(0))
+    positives = _as_text(positive_column_name, table.column(1))
 
     queries, row_query = _dedup(anchors)
     extra = corpus_to_arrow(corpus) if corpus is not None else pa.array([], pa.large_string())

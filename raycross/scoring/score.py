@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from raycross.data.contract import LABEL_COLUMNS, ColumnSpec, split_columns
+from raycross.data import LABEL_COLUMNS, DatasetSpec, data_files, file_format, is_paths, split_columns, to_arrow
 from raycross.scoring.chunks import Manifest, OutputDir, ParquetRows, TableRows
 from raycross.scoring.teacher import Teacher
 
@@ -136,17 +136,12 @@ def score_with_teacher(
 
 # ----------------------------------------------------------------------------- inputs
 def _open_rows(dataset: Any) -> TableRows | ParquetRows:
-    from raycross.training.tables import _paths, to_arrow_table
-
-    paths = _paths(dataset)
-    if paths is not None:
-        missing = [p for p in paths if not Path(p).exists()]
-        if missing:
-            raise FileNotFoundError(f"dataset path {missing[0]!r} does not exist")
-        if paths and all(p.lower().endswith(".parquet") for p in paths):
+    if is_paths(dataset):
+        paths = data_files(dataset)  # checks existence, suffixes, one format; a directory expands to its files
+        if file_format(paths) == "parquet":
             return ParquetRows(paths)
     # HF datasets stay memory-mapped; a Ray Dataset (a lazy pipeline: no stable row addresses) is read once
-    return TableRows(to_arrow_table(dataset))
+    return TableRows(to_arrow(dataset))
 
 
 def _plan_columns(rows: TableRows | ParquetRows, label_column: str | None) -> tuple[list[str], str, bool]:
@@ -178,7 +173,7 @@ def _docs_in_first_row(rows: TableRows | ParquetRows, inputs: list[str]) -> int:
     if rows.num_rows == 0:
         raise ValueError("dataset is empty: 0 rows to score")
     first = rows.read(0, 1).select(inputs).to_pylist()[0]
-    ColumnSpec.from_row(first, inputs)  # texts or lists of texts, nothing else
+    DatasetSpec.build("dataset", inputs, -1, first).check_sample()  # texts or lists of texts, nothing else
     return sum(len(v) if isinstance(v, list) else 1 for k, v in first.items() if k != inputs[0])
 
 

@@ -72,7 +72,8 @@ from raycross.training.samplers import (
 )
 from raycross.training.streaming import WindowedBatches, nominal_batches
 from raycross.training.tables import Shard
-from raycross.training.validation import DatasetSpec, check_dataset_rows, dataset_label
+from raycross.data import DatasetSpec
+from raycross.training.validation import check_dataset_rows, dataset_label
 
 logger = logging.getLogger(__name__)
 

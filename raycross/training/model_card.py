@@ -13,7 +13,7 @@ import json
 import numbers
 from typing import Any
 
-from raycross.training.validation import DatasetSpec
+from raycross.data import DatasetSpec
 
 
 def _fmt(value: Any) -> str:

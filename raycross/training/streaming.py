@@ -244,12 +244,12 @@ class ParquetFiles:
 
 def parquet_paths(data: Any) -> list[str] | None:
     """The files of a parquet path / directory / list of paths, or None for anything else."""
-    from raycross.training.tables import _paths
+    from raycross.data import data_files, file_format, is_paths
 
-    paths = _paths(data)
-    if paths and all(p.lower().endswith(".parquet") for p in paths):
-        return paths
-    return None
+    if not is_paths(data):
+        return None
+    paths = data_files(data)
+    return paths if file_format(paths) == "parquet" else None
 
 
 def estimated_bytes(data: Any, num_rows: int | None = None, sample_row: dict[str, Any] | None = None) -> int:
@@ -262,9 +262,9 @@ def estimated_bytes(data: Any, num_rows: int | None = None, sample_row: dict[str
         from raycross.data.arrow_rows import ParquetRows
 
         return ParquetRows(paths).num_bytes
-    from raycross.training.tables import _paths
+    from raycross.data import data_files, is_paths
 
-    files = _paths(data)
+    files = data_files(data) if is_paths(data) else None
     if files:
         return 2 * sum(os.path.getsize(p) for p in files if os.path.exists(p))
     if num_rows is not None and sample_row is not None:

@@ -1,8 +1,9 @@
-"""Datasets as Arrow tables: conversion on the driver (in-process runs), materializing a Ray shard on a
-worker, and cutting batches (texts + labels) out of a table by row indices.
+"""Training tables: materializing a Ray shard on a worker, and cutting batches (texts + labels) out of an
+Arrow table by row indices (the conversion of user data to Arrow is :func:`raycross.data.to_arrow`).
 
 Example:
-    >>> table = to_arrow_table({"query": ["q1", "q2"], "passage": ["p1", "p2"], "label": [1, 0]})
+    >>> from raycross.data import to_arrow
+    >>> table = to_arrow({"query": ["q1", "q2"], "passage": ["p1", "p2"], "label": [1, 0]})
     >>> shard = Shard(table, ["query", "passage"], "label")
     >>> inputs, labels = shard.batch(np.array([1, 0]))
     >>> inputs, labels.tolist()
@@ -11,10 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,80 +20,6 @@ import torch
 
 from raycross.data.arrow_rows import ChunkedRows
 from raycross.training.samplers import TextIds
-
-_FILE_READERS = (".parquet", ".json", ".jsonl", ".csv")
-
-
-def _paths(data: Any) -> list[str] | None:
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if path.is_dir():
-            return sorted(str(p) for p in path.iterdir() if p.suffix.lower() in _FILE_READERS)
-        return [str(path)]
-    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
-        return [str(d) for d in data]
-    return None
-
-
-def _read_file(path: str) -> pa.Table:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path)
-    if suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path)
-    if suffix in (".json", ".jsonl"):
-        with open(path, encoding="utf8") as f:
-            head = f.read(1)
-        if head == "[":
-            with open(path, encoding="utf8") as f:
-                return pa.Table.from_pylist(json.load(f))
-        import pyarrow.json as pjson
-
-        return pjson.read_json(path)
-    raise ValueError(f"dataset path {path!r}: expected a .parquet, .json, .jsonl or .csv file")
-
-
-def to_arrow_table(data: Any) -> pa.Table:
-    """One dataset (HF Dataset, Ray Dataset, pandas, list of dicts, dict of columns, file paths) as a table.
-
-    Example:
-        >>> to_arrow_table([{"a": "x", "label": 1}]).num_rows
-        1
-    """
-    if isinstance(data, pa.Table):
-        return data
-    if type(data).__name__ == "Dataset" and hasattr(data, "with_format") and hasattr(data, "column_names"):
-        return data.with_format("arrow")[:]  # HF datasets: honours select/shuffle indices
-    if type(data).__name__ in ("Dataset", "MaterializedDataset") and hasattr(data, "to_arrow_refs"):
-        import ray
-
-        tables = ray.get(data.to_arrow_refs())
-        return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-    if type(data).__name__ == "DataFrame" and hasattr(data, "to_dict"):
-        return pa.Table.from_pandas(data, preserve_index=False)
-    paths = _paths(data)
-    if paths is not None:
-        for p in paths:
-            if not Path(p).exists():
-                raise FileNotFoundError(f"dataset path {p!r} does not exist")
-        return pa.concat_tables([_read_file(p) for p in paths], promote_options="default")
-    if isinstance(data, Mapping):
-        lengths = {k: len(v) for k, v in data.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"dict of columns has columns of different lengths: {lengths}")
-        return pa.table({k: list(v) for k, v in data.items()})
-    if isinstance(data, (list, tuple)):
-        if not all(isinstance(r, Mapping) for r in data):
-            raise TypeError("dataset list: expected a list of dicts (one per row)")
-        return pa.Table.from_pylist([dict(r) for r in data])
-    raise TypeError(
-        "dataset: expected a datasets.Dataset, ray.data.Dataset, pandas DataFrame, list of dicts, dict of columns "
-        f"or parquet/json/jsonl/csv path(s); found {type(data).__name__}"
-    )
 
 
 def materialize(iterator: Any, columns: list[str]) -> pa.Table:

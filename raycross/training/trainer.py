@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from raycross.data import DatasetSpec, is_paths, is_ray_dataset, to_arrow, to_ray
 from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
 from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
@@ -32,7 +33,6 @@ from raycross.training.lock import RunLock
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
-    DatasetSpec,
     as_named,
     check_batching,
     check_best_metric,
@@ -45,7 +45,6 @@ from raycross.training.validation import (
     dataset_label,
     resolve_losses,
 )
-from raycross.training.tables import to_arrow_table
 from raycross.data.rows import describe_conversion_error
 
 logger = logging.getLogger(__name__)
@@ -163,23 +162,21 @@ class CrossEncoderTrainer:
         world = max(1, self.args.num_workers)
         for name, dataset in named.items():
             where = kind if len(named) == 1 and name == kind else f"{kind}:{name}"
-            lazy = _is_ray_dataset(dataset) or _is_paths(dataset)
+            lazy = is_ray_dataset(dataset) or is_paths(dataset)
             if distributed and lazy:
-                from raycross.data import to_ray_dataset
-
-                data[name] = to_ray_dataset(dataset)
+                data[name] = to_ray(dataset)
                 specs[name] = DatasetSpec.from_ray(where, data[name])
             elif kind == "train" and parquet_paths(dataset) is not None and choose_streaming(
                     self.args.streaming, dataset, True, world):
                 data[name] = ParquetFiles(parquet_paths(dataset))  # in this process, read block by block
                 specs[name] = DatasetSpec.from_sample(where, data[name].head(1), data[name].num_rows)
-            elif kind == "train" and _is_ray_dataset(dataset) and self.args.streaming is not False and choose_streaming(
+            elif kind == "train" and is_ray_dataset(dataset) and self.args.streaming is not False and choose_streaming(
                     self.args.streaming, dataset, True, world, *_count_and_sample(dataset)):
                 data[name] = dataset  # in this process, through Ray Data block by block
                 specs[name] = DatasetSpec.from_ray(where, dataset)
             else:
                 try:
-                    table = to_arrow_table(dataset)
+                    table = to_arrow(dataset)
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
                     raise describe_conversion_error(dataset, dataset_label(where), error) from None
                 data[name], specs[name], tables[name] = table, DatasetSpec.from_table(where, table), table
@@ -378,7 +375,7 @@ class CrossEncoderTrainer:
 
         shards = {}
         for name, spec in self.eval_specs.items():
-            table = to_arrow_table(self._eval_data[name]).select(spec.columns)
+            table = to_arrow(self._eval_data[name]).select(spec.columns)
             shards[name] = Shard(table, spec.input_columns, spec.label_column)
         return evaluate_model(
             self.model, shards, self.eval_losses, self.args.per_device_eval_batch_size, self.evaluator,
@@ -418,11 +415,3 @@ def _count_and_sample(dataset: Any) -> tuple[int, dict[str, Any] | None]:
     rows = dataset.take(1)
     return dataset.count(), (dict(rows[0]) if rows else None)
 
-
-def _is_ray_dataset(data: Any) -> bool:
-    return type(data).__name__ in ("Dataset", "MaterializedDataset") and hasattr(data, "to_arrow_refs")
-
-
-def _is_paths(data: Any) -> bool:
-    items = data if isinstance(data, (list, tuple)) else [data]
-    return bool(items) and all(isinstance(d, (str, os.PathLike)) for d in items)

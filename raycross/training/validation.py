@@ -13,64 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raycross.data import split_columns
+from raycross.data import DatasetSpec, is_dataset_dict
+from raycross.data.spec import where as dataset_label  # how errors name a dataset
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DatasetSpec:
-    """What the trainer knows about one dataset: columns (input order + label), size, a sample row."""
-
-    name: str
-    columns: list[str]
-    input_columns: list[str]
-    label_column: str | None
-    num_rows: int
-    sample_row: dict[str, Any] = field(repr=False)
-    list_columns: list[str] = field(default_factory=list)
-    rows_checked: bool = False  # every row checked on the driver (else the workers check their shards)
-
-    @classmethod
-    def from_table(cls, name: str, table: pa.Table) -> DatasetSpec:
-        return cls._build(name, list(table.column_names), table.num_rows,
-                          table.slice(0, 1).to_pylist()[0] if table.num_rows else {})
-
-    @classmethod
-    def from_sample(cls, name: str, head: pa.Table, num_rows: int) -> DatasetSpec:
-        """From the first rows and the row count (a dataset read lazily, e.g. streamed parquet files)."""
-        return cls._build(name, list(head.column_names), num_rows, head.slice(0, 1).to_pylist()[0] if head.num_rows else {})
-
-    @classmethod
-    def from_ray(cls, name: str, dataset: Any) -> DatasetSpec:
-        rows = dataset.take(1)
-        return cls._build(name, list(dataset.columns()), dataset.count(), dict(rows[0]) if rows else {})
-
-    @classmethod
-    def _build(cls, name: str, columns: list[str], num_rows: int, sample: dict[str, Any]) -> DatasetSpec:
-        where = dataset_label(name)
-        if num_rows == 0:
-            raise ValueError(f"{where} is empty (0 rows)")
-        try:
-            inputs, label = split_columns(columns)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        list_columns = [c for c in inputs if isinstance(sample.get(c), (list, tuple, np.ndarray))]
-        return cls(name, inputs + ([label] if label else []), inputs, label, num_rows, sample, list_columns)
-
-
-def dataset_label(name: str) -> str:
-    """How errors name a dataset: ``train`` -> ``train_dataset``, ``eval:dev`` -> ``eval_dataset['dev']``."""
-    kind, _, key = name.partition(":")
-    return f"{kind}_dataset" + (f"[{key!r}]" if key else "")
 
 
 def normalize_metric(name: str) -> str:
@@ -80,8 +33,6 @@ def normalize_metric(name: str) -> str:
 
 def as_named(data: Any, kind: str) -> tuple[dict[str, Any], bool]:
     """A dataset argument as {name: dataset} plus whether it was a single dataset."""
-    from raycross.data import is_dataset_dict
-
     if data is None:
         return {}, True
     rows_per_value = isinstance(data, Mapping) and data and all(

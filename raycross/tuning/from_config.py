@@ -1,5 +1,9 @@
 """``raycross tune config.yaml``: a sweep from the run-config sections of :mod:`raycross.config`.
 
+It sits above the config package: the data goes through the same preparation as ``raycross train``
+(:func:`raycross.config.prepare.prepare_training_data`) and the training arguments are the ones the
+config parsed once (:class:`raycross.config.RunSpec`).
+
 The sweep reuses the ``model``, ``data``, ``loss``, ``evaluator``, ``training`` (the base arguments of
 every trial) and, when present, ``mining``/``teacher`` sections (run once, before the trials) of the
 training recipe, plus a ``tune`` section::
@@ -39,7 +43,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from raycross.config import ConfigError, check_keys
+from raycross.config.errors import ConfigError, check_keys
 
 TUNE_KEYS = (
     "search_space", "metric", "mode", "num_samples", "max_concurrent_trials", "cpus_per_trial", "gpus_per_trial",
@@ -111,10 +115,11 @@ def _as_config_error(exc: Exception) -> ConfigError:
     return ConfigError(key, message)
 
 
-def validate_sweep_config(config: Mapping[str, Any]) -> None:
+def validate_sweep_config(config: Mapping[str, Any], training: Any = None) -> None:
     """Check the ``tune`` section against the rest of the config: option shapes, every search-space name
     (training fields, loss arguments, CrossEncoder arguments) and checkable value. No data or model is
-    loaded (the metric is checked against the evaluator when the sweep starts).
+    loaded (the metric is checked against the evaluator when the sweep starts). `training`: the built
+    CrossEncoderTrainingArguments of the config, when the caller has them.
 
     Example:
         >>> validate_sweep_config({"training": {"output_dir": "o", "eval_strategy": "steps", "eval_steps": 5},
@@ -123,14 +128,14 @@ def validate_sweep_config(config: Mapping[str, Any]) -> None:
         ...
         raycross.config.ConfigError: config key 'tune.search_space.training.lr': search_space['training.lr']: unknown parameter 'lr': not a CrossEncoderTrainingArguments field (nor 'loss', 'loss.<argument>', 'model.<argument>')
     """
-    from raycross.config import build_training_args
+    from raycross.config.spec import build_training_args
     from raycross.tuning.space import SearchSpace
     from raycross.tuning.sweep import _base_training
 
     options = tune_options(config.get("tune") or {})
     loss_name, _ = _single_loss(config)
     try:
-        base = _base_training(build_training_args(config.get("training") or {}))
+        base = _base_training(training if training is not None else build_training_args(config.get("training") or {}))
     except ConfigError:
         raise
     except (ValueError, TypeError) as exc:
@@ -144,7 +149,8 @@ def validate_sweep_config(config: Mapping[str, Any]) -> None:
 
 
 def run_sweep_from_config(config: Mapping[str, Any]) -> Any:
-    """Run the sweep a validated run config describes; returns the :class:`SweepResult` (a mapping).
+    """Run the sweep a config describes (a mapping, or the :class:`~raycross.config.RunSpec` parsed from
+    it); returns the :class:`SweepResult` (a mapping).
 
     Mining and teacher scoring, when configured, run once before the trials; every trial trains on
     their output.
@@ -153,35 +159,16 @@ def run_sweep_from_config(config: Mapping[str, Any]) -> Any:
         >>> result = run_sweep_from_config(load_config("jobs/configs/hpo_sweep.yaml", command="tune"))  # doctest: +SKIP
         >>> result["best_model_dir"]  # doctest: +SKIP
     """
-    import os
-
-    from raycross import cli
-    from raycross import config as cfg
+    from raycross.config.build import build_evaluator, model_kwargs
+    from raycross.config.prepare import prepare_training_data
+    from raycross.config.spec import RunSpec, parse_config
     from raycross.tuning.sweep import tune_cross_encoder
 
-    validate_sweep_config(config)
-    options = tune_options(config["tune"])
-    loss_name, loss_kwargs = _single_loss(config)
-    args = cfg.build_training_args(config["training"])
-
-    train_ds, eval_ds = cli.load_train_data(config)
-    if config.get("mining") is not None:
-        if isinstance(train_ds, dict):
-            raise ConfigError("mining", "mining applies to a single training dataset; data.train holds several")
-        train_ds = cli.mine(config, train_ds)
-        if isinstance(train_ds, (str, os.PathLike)):
-            train_ds = cfg.load_source({"path": str(train_ds)}, "mining.output_path")
-    if config.get("teacher") is not None:
-        train_ds = cli.add_teacher_scores(config, train_ds)
-    evaluator = cli.build_evaluator(config["evaluator"]) if config.get("evaluator") is not None else None
-
-    model_section = dict(config["model"])
-    model_kwargs = {k: v for k, v in model_section.items() if k not in cfg.MODEL_REF_KEYS}
-    if isinstance(model_kwargs.get("activation_fn"), (str, Mapping)):
-        obj_cls, obj_kwargs = cfg.resolve_object_name(model_kwargs["activation_fn"], "model.activation_fn")
-        model_kwargs["activation_fn"] = obj_cls(**obj_kwargs)
-    model_path = cfg.resolve_model_ref({k: model_section[k] for k in cfg.MODEL_REF_KEYS if k in model_section})
+    spec = config if isinstance(config, RunSpec) and config.command == "tune" else parse_config(config, "tune")
+    loss_name, loss_kwargs = _single_loss(spec.raw)  # as written: the search space may override its keys
+    train_ds, eval_ds = prepare_training_data(spec)
     return tune_cross_encoder(
-        model_path, train_ds, eval_dataset=eval_ds, evaluator=evaluator, loss=loss_name, loss_kwargs=loss_kwargs,
-        base_args=args, model_kwargs=model_kwargs, **options,
+        spec.model.ref.resolve("model"), train_ds, eval_dataset=eval_ds, evaluator=build_evaluator(spec.evaluator),
+        loss=loss_name, loss_kwargs=loss_kwargs, base_args=spec.training, model_kwargs=model_kwargs(spec.model),
+        **spec.tune,
     )

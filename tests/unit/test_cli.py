@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from raycross import cli
+from raycross.config.prepare import add_teacher_scores
 from raycross.resources import QUICKSTART_DATA
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,8 +245,7 @@ def test_teacher_scores_every_document_of_each_row(tiny_model_path):
 
     rows = {"query": ["the dog", "a cat"], "positive": ["a dog runs", "a cat sits"],
             "negative_1": ["a red car", "water"], "negative_2": ["the city", "an old man"]}
-    labeled = cli.add_teacher_scores({"teacher": {"model": str(tiny_model_path), "batch_size": 3}},
-                                     datasets.Dataset.from_dict(rows))
+    labeled = add_teacher_scores({"model": str(tiny_model_path), "batch_size": 3}, datasets.Dataset.from_dict(rows))
     assert labeled.column_names == ["query", "positive", "negative_1", "negative_2", "scores"]
     for i, query in enumerate(rows["query"]):
         docs = [rows[c][i] for c in ("positive", "negative_1", "negative_2")]
@@ -254,8 +254,8 @@ def test_teacher_scores_every_document_of_each_row(tiny_model_path):
 
     # A column of document lists (listwise data) gets one score per document, in order.
     lists = datasets.Dataset.from_dict({"query": ["the dog"], "docs": [["a dog runs", "water", "the city"]]})
-    labeled = cli.add_teacher_scores({"teacher": {"model": str(tiny_model_path), "apply_activation": True,
-                                                  "label_column": "labels"}}, lists)
+    labeled = add_teacher_scores({"model": str(tiny_model_path), "apply_activation": True, "label_column": "labels"},
+                                 lists)
     expected = 1 / (1 + np.exp(-np.array(_raw_logits(tiny_model_path, [("the dog", d) for d in lists[0]["docs"]]))))
     np.testing.assert_allclose(labeled[0]["labels"], expected, atol=1e-5)
 
@@ -267,7 +267,7 @@ def test_teacher_refuses_data_that_already_has_labels(tiny_model_path):
 
     data = datasets.Dataset.from_dict({"query": ["q"], "passage": ["p"], "label": [1]})
     with pytest.raises(ConfigError, match="already has a label column 'label'"):
-        cli.add_teacher_scores({"teacher": {"model": str(tiny_model_path)}}, data)
+        add_teacher_scores({"model": str(tiny_model_path)}, data)
 
 
 # ------------------------------------------------------------------------------------------ recipes

@@ -9,11 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from raycross.data import (
-    ColumnSpec,
+    DatasetSpec,
     InputExample,
     column_names,
     first_row,
-    inspect_dataset,
     is_dataset_dict,
     load_records,
     split_columns,
@@ -46,15 +45,19 @@ def test_split_columns_errors():
         split_columns(["label"])
 
 
+def _spec_of_row(row):
+    return DatasetSpec.of([row])
+
+
 def test_column_spec_lists_and_bad_values():
-    spec = ColumnSpec.from_row({"query": "q", "docs": ["a", "b"], "labels": [1, 0]})
+    spec = _spec_of_row({"query": "q", "docs": ["a", "b"], "labels": [1, 0]})
     assert spec.input_columns == ["query", "docs"] and spec.label_column == "labels" and spec.list_columns == ["docs"]
     with pytest.raises(TypeError, match="column 'passage'"):
-        ColumnSpec.from_row({"query": "q", "passage": 3, "label": 1})
+        _spec_of_row({"query": "q", "passage": 3, "label": 1})
     with pytest.raises(TypeError, match="label column 'label'"):
-        ColumnSpec.from_row({"query": "q", "passage": "p", "label": "yes"})
+        _spec_of_row({"query": "q", "passage": "p", "label": "yes"})
     with pytest.raises(ValueError, match="missing value"):
-        ColumnSpec.from_row({"query": "q", "passage": "p", "label": None})
+        _spec_of_row({"query": "q", "passage": "p", "label": None})
 
 
 def _write_all_formats(tmp_path):
@@ -70,7 +73,7 @@ def test_sources_from_files(tmp_path, fmt):
     path = str(tmp_path / f"d.{fmt}")
     assert column_names(path) == ["query", "passage", "label"]
     assert first_row(path) == ROWS[0]
-    spec = inspect_dataset(path)
+    spec = DatasetSpec.of(path)
     assert spec.input_columns == ["query", "passage"] and spec.label_column == "label"
 
 

@@ -139,7 +139,8 @@ def test_group_by_label_batches_hold_two_labels_with_two_rows_each():
 
 
 def test_length_grouped_batches_cut_padding_and_cover_every_row():
-    from raycross.training.tables import Shard, to_arrow_table
+    from raycross.data import to_arrow as to_arrow_table
+    from raycross.training.tables import Shard
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 200, size=2000)
