@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from raycross import CrossEncoder
 from raycross.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-MAX_STEPS = 50
+MAX_STEPS = 30
 SLOT = {"CPU": 1, "trainer_slot": 1}
 
 
@@ -32,7 +32,7 @@ class StepLog(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        time.sleep(0.3 if world == 2 else 1.5)
+        time.sleep(0.3 if world == 2 else 1.0)
         if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
             return
         with open(self.path, "a") as f:
