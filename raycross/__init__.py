@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # (no Ray, no FAISS) for users who only score with a model.
 _LAZY = {
     "CrossEncoder": "raycross.model",
+    "CrossEncoderModelCardData": "raycross.model_card",
     "InputExample": "raycross.data",
     "Embedder": "raycross.embedder",
     "mine_hard_negatives": "raycross.mining",

@@ -41,6 +41,9 @@ rename, label_map, limit, shuffle, seed. Strings may use ${VAR} and ${VAR:-defau
 Losses, evaluators and activations are named by registry name (BinaryCrossEntropyLoss, reranking) or
 dotted path (torch.nn.Sigmoid). Overrides: --set training.learning_rate=3e-5 --set data.train.limit=1000
 (values are YAML). Ready-made recipes: jobs/configs/*.yaml; cluster setup and `ray job submit`: cluster/README.md.
+Output: progress and a summary table on stderr; the result as JSON on stdout when it is not a terminal
+(or with --json). Exit codes: 0 success, 1 the run failed, 2 bad command line/config/input,
+3 a needed component is missing, 130 interrupted.
 """
 
 
@@ -53,8 +56,14 @@ def _common(parser: argparse.ArgumentParser, config_required: bool = False) -> N
                              "(repeatable; the value is parsed as YAML)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the config, print it resolved (YAML) and exit without running")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging level (default: INFO)")
+    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level of raycross's messages (overrides --quiet/--verbose)")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="warnings, errors and the final summary only (no progress bars)")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="everything: timestamps, logger names, library messages, tracebacks")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout even on a terminal")
 
 
 def _training_flags(parser: argparse.ArgumentParser) -> None:
@@ -226,15 +235,19 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raycross`` console script; returns the exit code.
 
-    Exit codes: 0 success, 2 bad command line or config (the message names the key), 1 runtime failure.
+    Exit codes (:data:`raycross.console.EXIT_CODES`): 0 success, 1 the run failed, 2 bad command line,
+    config or input (the message names the key), 3 a needed component is missing, 130 interrupted.
 
     Example:
         >>> main(["train", "--config", "jobs/configs/reranker_bce.yaml", "--dry-run"])  # doctest: +SKIP
     """
+    from raycross import console
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.configure_output("quiet" if args.quiet else "verbose" if args.verbose else "normal")
+    if args.log_level:
+        logging.getLogger("raycross").setLevel(getattr(logging, args.log_level))
     try:
         try:
             spec = resolve_spec(args)
@@ -244,16 +257,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             import yaml
 
             sys.stdout.write(yaml.safe_dump(spec.raw, sort_keys=False))
-            return 0
+            return console.EXIT_OK
         if args.command != "quickstart":
             _connect_to_job_cluster()
         result = COMMANDS[args.command](spec)
     except ConfigError as exc:
         # The message names the key; no traceback for a config mistake.
         sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
-        return 2
-    sys.stdout.write(json.dumps({"command": args.command, **result}, indent=2, default=str) + "\n")
-    return 0
+        return console.EXIT_USAGE
+    except ImportError as exc:  # an optional component the command needs
+        sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
+        return console.EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        sys.stderr.write(f"raycross {args.command}: interrupted\n")
+        return console.EXIT_INTERRUPTED
+    except (ValueError, TypeError) as exc:  # checks before work starts name the argument or column
+        if args.verbose:
+            logger.exception("raycross %s failed", args.command)
+        sys.stderr.write(f"raycross {args.command}: error: {exc}\n")
+        return console.EXIT_USAGE
+    except Exception as exc:
+        if args.verbose:
+            logger.exception("raycross %s failed", args.command)
+        sys.stderr.write(f"raycross {args.command}: failed: {type(exc).__name__}: {exc}\n"
+                         + ("" if args.verbose else "(rerun with --verbose for the traceback)\n"))
+        return console.EXIT_FAILED
+    sys.stderr.write("\n" + console.result_table(args.command, result) + "\n")
+    if args.json or not sys.stdout.isatty():
+        sys.stdout.write(json.dumps({"command": args.command, **result}, indent=2, default=str) + "\n")
+    return console.EXIT_OK
 
 
 # ------------------------------------------------------------------------------------ job environment
@@ -454,8 +486,10 @@ def run_quickstart_command(spec: RunSpec) -> dict[str, Any]:
     options = dict(spec.quickstart)
 
     def log(line: str) -> None:
-        sys.stdout.write(f"{line}\n")
-        sys.stdout.flush()
+        from tqdm.auto import tqdm
+
+        if logging.getLogger("raycross").isEnabledFor(logging.INFO):
+            tqdm.write(line, file=sys.stderr)  # above any open progress bar
 
     if "log" in inspect.signature(run_quickstart).parameters:
         options["log"] = log

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -83,12 +84,25 @@ class IntervalStrategy(_StrEnum):
 
 
 class SchedulerType(_StrEnum):
-    """Learning-rate schedules (warmup is linear from 0 in all of them)."""
+    """Learning-rate schedules: every transformers ``SchedulerType`` (built by ``transformers.get_scheduler``).
+
+    Example:
+        >>> SchedulerType("cosine_with_restarts").value
+        'cosine_with_restarts'
+    """
 
     LINEAR = "linear"
     COSINE = "cosine"
+    COSINE_WITH_RESTARTS = "cosine_with_restarts"
+    POLYNOMIAL = "polynomial"
     CONSTANT = "constant"
     CONSTANT_WITH_WARMUP = "constant_with_warmup"
+    INVERSE_SQRT = "inverse_sqrt"
+    REDUCE_ON_PLATEAU = "reduce_lr_on_plateau"
+    COSINE_WITH_MIN_LR = "cosine_with_min_lr"
+    COSINE_WARMUP_WITH_MIN_LR = "cosine_warmup_with_min_lr"
+    WARMUP_STABLE_DECAY = "warmup_stable_decay"
+    GREEDY = "greedy"
 
 
 class HubStrategy(_StrEnum):
@@ -177,6 +191,10 @@ class CrossEncoderTrainingArguments:
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
     lr_scheduler_type: SchedulerType | str = "linear"
+    lr_scheduler_kwargs: dict[str, Any] | None = None
+    optim: str = "adamw_torch_fused"
+    optim_args: str | None = None
+    learning_rate_mapping: dict[str, float] | None = None
     warmup_ratio: float = 0.0
     warmup_steps: float = 0
     # --- precision and memory
@@ -239,6 +257,7 @@ class CrossEncoderTrainingArguments:
         self.output_dir = str(self.output_dir)
         for name, enum in _ENUM_FIELDS.items():
             setattr(self, name, enum.parse(getattr(self, name), name))
+        self._check_optimizer()
         self._check_positive_ints()
         self._check_numbers()
         self._check_steps()
@@ -260,6 +279,25 @@ class CrossEncoderTrainingArguments:
             self.run_name = Path(self.output_dir).name or "raycross"
 
     # ------------------------------------------------------------------ checks
+    def _check_optimizer(self) -> None:
+        from transformers.training_args import OptimizerNames
+
+        names = [m.value for m in OptimizerNames]
+        self.optim = str(getattr(self.optim, "value", self.optim))
+        if self.optim not in names:
+            raise ValueError(f"optim: expected one of transformers' optimizers {names}, found {self.optim!r}")
+        if self.lr_scheduler_kwargs is not None and not isinstance(self.lr_scheduler_kwargs, dict):
+            raise ValueError(f"lr_scheduler_kwargs: expected a dict, found {self.lr_scheduler_kwargs!r}")
+        mapping = self.learning_rate_mapping
+        if mapping is not None and not (isinstance(mapping, dict) and all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in mapping.items())):
+            raise ValueError(f"learning_rate_mapping: expected a dict of regex -> learning rate, found {mapping!r}")
+        for pattern in mapping or {}:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"learning_rate_mapping: {pattern!r} is not a valid regular expression ({exc})") from None
+
     @staticmethod
     def _parse_prompts(prompts: Any) -> str | dict[str, str] | None:
         """One prompt for every dataset, or dataset name -> prompt (a JSON string of either works too)."""
@@ -405,14 +443,17 @@ class CrossEncoderTrainingArguments:
 
     @staticmethod
     def _parse_report_to(value: Any) -> list[str]:
+        """``"none"``/None -> [], ``"all"`` -> every supported integration that is installed."""
+        from raycross.training.reporting import INTEGRATIONS, installed_integrations
+
         if value is None or value == "none" or value == ["none"]:
             return []
         values = [value] if isinstance(value, str) else list(value)
         if "all" in values:
-            values = ["tensorboard"]
-        unknown = [v for v in values if v != "tensorboard"]
+            values = installed_integrations()
+        unknown = [v for v in values if v not in INTEGRATIONS]
         if unknown:
-            raise ValueError(f"report_to: supported integrations are ['tensorboard', 'all', 'none'], found {unknown}")
+            raise ValueError(f"report_to: supported integrations are {[*INTEGRATIONS, 'all', 'none']}, found {unknown}")
         return values
 
     # ------------------------------------------------------------------ derived values

@@ -25,8 +25,8 @@ from transformers import TrainerControl, TrainerState
 logger = logging.getLogger(__name__)
 
 EVENTS = (
-    "on_train_begin", "on_epoch_begin", "on_step_begin", "on_step_end", "on_log", "on_evaluate", "on_save",
-    "on_epoch_end", "on_train_end",
+    "on_init_end", "on_train_begin", "on_epoch_begin", "on_step_begin", "on_substep_end", "on_pre_optimizer_step",
+    "on_optimizer_step", "on_step_end", "on_log", "on_evaluate", "on_save", "on_epoch_end", "on_train_end",
 )
 
 
@@ -38,10 +38,13 @@ class CallbackHandler:
         >>> control = handler.call("on_log", None, TrainerState(), TrainerControl(), logs={"loss": 0.5})
     """
 
-    def __init__(self, callbacks: list[Any]) -> None:
+    def __init__(self, callbacks: list[Any], **defaults: Any) -> None:
         self.callbacks = list(callbacks)
+        # passed to every event, as transformers does: model, optimizer, lr_scheduler, processing_class, ...
+        self.defaults = defaults
 
     def call(self, event: str, args: Any, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
+        kwargs = {**self.defaults, **kwargs}
         for callback in self.callbacks:
             method = getattr(callback, event, None)
             if method is None:

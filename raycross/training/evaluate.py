@@ -82,9 +82,11 @@ def evaluate_model(
     output_path: str | None = None,
     epoch: float | None = None,
     step: int | None = None,
+    compute_metrics: Callable[[Any], dict[str, float]] | None = None,
     prompts: str | dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """All evaluation metrics of `model`: the loss on every eval dataset and the evaluator's metrics.
+    """All evaluation metrics of `model`: the loss on every eval dataset and the evaluator's metrics
+    (plus ``compute_metrics`` on the eval datasets' logits, see :mod:`raycross.training.prediction_metrics`).
 
     Used by the training loop (on every worker: the result is identical everywhere) and by
     ``CrossEncoderTrainer.evaluate`` (in this process).
@@ -128,6 +130,11 @@ def evaluate_model(
             for i, name in enumerate(names):
                 key = "eval_loss" if single_eval else f"eval_{name}_loss"
                 metrics[key] = sums[2 * i] / max(sums[2 * i + 1], 1.0)
+        if compute_metrics is not None and losses:
+            from raycross.training.prediction_metrics import prediction_metrics
+
+            metrics.update(prediction_metrics(compute_metrics, model, shards, list(losses), batch_size, single_eval,
+                                              workers, shard_eval))
         if evaluator is not None:
             result = _run_evaluator(evaluator, model, workers, shard_eval, output_path, epoch, step)
             metrics.update({f"eval_{k}": v for k, v in result.items()})

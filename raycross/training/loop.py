@@ -37,7 +37,7 @@ from raycross.losses._plan import call_loss
 from raycross.prompts import dataset_prompt
 from raycross.training.arguments import BatchSamplers, CrossEncoderTrainingArguments, IntervalStrategy
 from raycross.training.batches import Batch, BatchStream, batch_seed, epoch_step_plan
-from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback, TensorBoardCallback
+from raycross.training.callbacks import CallbackHandler, LogCallback, ProgressCallback
 from raycross.training.checkpoints import (
     CHECKPOINT_SCORE,
     OPTIMIZER,
@@ -62,7 +62,7 @@ from raycross.training import fsdp
 from raycross.training.evaluate import autocast_for, evaluate_model
 from raycross.training.export import raise_if_no_space
 from raycross.training.progress import Progress
-from raycross.training.optim import create_optimizer, create_scheduler
+from raycross.training.optim import build_optimizer, create_scheduler
 from raycross.training.samplers import (
     ShardSampler,
     dataset_schedule,
@@ -94,6 +94,10 @@ class TrainJob:
     metric_key: str | None = None
     show_progress: bool = True
     resume_from: str | None = None
+    # optimizer choice beyond args.optim: a class and its kwargs (any run), or ready objects (in-process only)
+    optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None
+    optimizers: tuple[Any, Any] = (None, None)
+    compute_metrics: Any = None
     streamed: dict[str, int] = field(default_factory=dict)  # streamed training datasets: name -> total rows
 
 
@@ -168,7 +172,10 @@ class TrainingLoop:
         self.last_checkpoint: str | None = None
         self.finished = False
         self._resume()
-        self.handler = CallbackHandler(self._callbacks())
+        self.handler = CallbackHandler(self._callbacks(), model=self.model, optimizer=self.optimizer,
+                                       lr_scheduler=self.scheduler, processing_class=self.model.tokenizer,
+                                       train_dataloader=None, eval_dataloader=None)
+        self.control = self.handler.call("on_init_end", self.args, self.state, self.control)
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
@@ -298,13 +305,17 @@ class TrainingLoop:
         self.save_every = every(args.save_strategy, args.save_steps)
 
     def _setup_optimizer(self) -> None:
-        args, model = self.args, self.model
+        args, model, job = self.args, self.model, self.job
         own = {id(p) for p in model.hf_model.parameters()}
-        extra = [p for loss in self.job.losses.values() for p in loss.parameters() if id(p) not in own]
-        self.optimizer = create_optimizer(model.hf_model, args.learning_rate, args.weight_decay,
-                                          (args.adam_beta1, args.adam_beta2), args.adam_epsilon, extra)
-        self.scheduler = create_scheduler(self.optimizer, args.lr_scheduler_type,
-                                          args.get_warmup_steps(self.max_steps), self.max_steps)
+        extra = [(f"{name}.{n}", p) for name, loss in job.losses.items() for n, p in loss.named_parameters()
+                 if id(p) not in own]
+        optimizer, scheduler = job.optimizers
+        self.optimizer = optimizer or build_optimizer(model.hf_model, args, extra, job.optimizer_cls_and_kwargs)
+        self.scheduler = scheduler or create_scheduler(self.optimizer, args.lr_scheduler_type,
+                                                       args.get_warmup_steps(self.max_steps), self.max_steps,
+                                                       args.lr_scheduler_kwargs)
+        # reduce_lr_on_plateau steps on the evaluation metric, after each evaluation (as in transformers)
+        self.plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         self.scaler = torch.amp.GradScaler(self.rt.device.type) if args.fp16 else None
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
 
@@ -312,8 +323,10 @@ class TrainingLoop:
         built_in: list[Any] = [LogCallback()]
         if self.job.show_progress and not self.args.disable_tqdm and not self.rt.is_ray:
             built_in.append(ProgressCallback())
-        if "tensorboard" in self.args.report_to:
-            built_in.append(TensorBoardCallback())
+        if self.is_main:
+            from raycross.training.reporting import reporting_callbacks
+
+            built_in += reporting_callbacks(self.args.report_to)
         if self.args.push_to_hub and self.is_main:
             from raycross.hub import HubPushCallback, HubPusher
 
@@ -467,6 +480,7 @@ class TrainingLoop:
             self.clock.samples += batch.num_rows
             tokens += batch.num_tokens
             if not last_in_group:
+                self.control = self.handler.call("on_substep_end", args, state, self.control)
                 continue
 
             grad_norm, stepped = self._optimizer_step(step_loss)
@@ -508,14 +522,18 @@ class TrainingLoop:
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.update()
-            self.scheduler.step()
+            if not self.plateau:
+                self.scheduler.step()
             return grad_norm.detach(), False
+        self.control = self.handler.call("on_pre_optimizer_step", self.args, self.state, self.control)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.scheduler.step()
+        self.control = self.handler.call("on_optimizer_step", self.args, self.state, self.control)
+        if not self.plateau:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm.detach(), True
 
@@ -604,7 +622,7 @@ class TrainingLoop:
                 quiet_losses=[*job.losses.values(), *job.eval_losses.values()], workers=self.rt,
                 shard_eval=args.shard_eval,
                 output_path=None if self.rt.is_ray else str(Path(args.output_dir) / "eval"),
-                epoch=self.state.epoch, step=self.state.global_step,
+                epoch=self.state.epoch, step=self.state.global_step, compute_metrics=job.compute_metrics,
             )
         metrics["eval_runtime"] = round(time.perf_counter() - started, 4)
         self.last_eval_metrics = metrics
@@ -613,6 +631,12 @@ class TrainingLoop:
         # as in transformers: callbacks see the best metric of the previous evaluations
         self.control = self.handler.call("on_evaluate", self.args, self.state, self.control, metrics=metrics,
                                          model=self.model)
+        if self.plateau:
+            key = self.job.metric_key or ("eval_loss" if "eval_loss" in metrics else None)
+            if key not in metrics:
+                raise ValueError(f"lr_scheduler_type='reduce_lr_on_plateau' steps on {key or 'eval_loss'!r}; the "
+                                 f"evaluation produced {sorted(metrics)} (set metric_for_best_model)")
+            self.scheduler.step(metrics[key])
         self._track_best(metrics)
         return metrics
 

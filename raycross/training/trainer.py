@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -77,7 +78,16 @@ class CrossEncoderTrainer:
         loss: Any = None,
         evaluator: Any = None,
         callbacks: list[Any] | None = None,
+        model_init: Callable[..., Any] | None = None,
+        compute_metrics: Callable[[Any], dict[str, float]] | None = None,
+        optimizers: tuple[Any, Any] = (None, None),
+        optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None,
     ) -> None:
+        if model is None and model_init is not None:
+            model = _call_model_init(model_init)
+        elif model is not None and model_init is not None:
+            logger.warning("CrossEncoderTrainer requires either a `model` or `model_init` argument, but not both. "
+                           "`model_init` will overwrite your model when calling the `train` method.")
         if model is None or not hasattr(model, "hf_model") or not hasattr(model, "preprocess"):
             raise TypeError(f"model: expected a raycross CrossEncoder, found {type(model).__name__}")
         if args is None:
@@ -88,6 +98,9 @@ class CrossEncoderTrainer:
             raise ValueError("train_dataset: required (a dataset, or a dict of datasets), found None")
         self.model = model
         self.args = args
+        self.model_init = model_init
+        self.compute_metrics = compute_metrics
+        self.optimizers, self.optimizer_cls_and_kwargs = _check_optimizers(optimizers, optimizer_cls_and_kwargs, args)
         lora_config = _check_adapter(model, args)
         self.callbacks = list(callbacks or [])
         # Ray Train RunConfig callbacks (run in the Train controller) for multi-worker runs, e.g. Tune's report
@@ -203,7 +216,9 @@ class CrossEncoderTrainer:
             model=self.model, args=self.args, train_specs=self.train_specs, losses=self.losses,
             eval_specs=self.eval_specs, eval_losses=self.eval_losses, evaluator=self.evaluator,
             callbacks=self.callbacks, single_eval=self.single_eval, metric_key=self.metric_key,
-            show_progress=show_progress, resume_from=resume_from, streamed=dict(self.streamed),
+            show_progress=show_progress, resume_from=resume_from, compute_metrics=self.compute_metrics,
+            optimizer_cls_and_kwargs=self.optimizer_cls_and_kwargs, optimizers=self.optimizers,
+            streamed=dict(self.streamed),
         )
 
     # ------------------------------------------------------------------ training
@@ -224,6 +239,8 @@ class CrossEncoderTrainer:
 
             if not ray.is_initialized():
                 check_reachable()
+        if self.model_init is not None:
+            self._reinit_model()
         resume_from = str(resume_from_checkpoint) if isinstance(resume_from_checkpoint, (str, os.PathLike)) else None
         with self._run_locks():
             self._clean_interrupted_writes()
@@ -382,7 +399,52 @@ class CrossEncoderTrainer:
             single_eval=self.single_eval, quiet_losses=[*self.losses.values(), *self.eval_losses.values()],
             prompts=self.args.prompts,
             autocast=autocast_for(self.args.bf16, self.args.fp16, self.model.device.type),
+            compute_metrics=self.compute_metrics,
         )
+
+    def _reinit_model(self) -> None:
+        """A fresh model from ``model_init`` (seeded with ``args.seed``), put into every loss (as 6.2 does)."""
+        from raycross.training.loop import set_seed
+
+        set_seed(self.args.seed)
+        model = _call_model_init(self.model_init)
+        for loss in {id(l): l for l in [*self.losses.values(), *self.eval_losses.values()]}.values():
+            if hasattr(loss, "model"):
+                loss.model = model
+        self.model = model
+        _prepare_adapter(model, _check_adapter(model, self.args))
+
+
+def _call_model_init(model_init: Callable[..., Any], trial: Any = None) -> Any:
+    """``model_init()`` or ``model_init(trial)`` (transformers' rule: by the number of parameters)."""
+    import inspect
+
+    takes_trial = len(inspect.signature(model_init).parameters) == 1
+    model = model_init(trial) if takes_trial else model_init()
+    if model is None:
+        raise RuntimeError("model_init should not return None.")
+    return model
+
+
+def _check_optimizers(optimizers: Any, optimizer_cls_and_kwargs: Any, args: CrossEncoderTrainingArguments) -> tuple:
+    """Validate ``optimizers`` / ``optimizer_cls_and_kwargs`` (transformers' rules) before any worker starts."""
+    if not (isinstance(optimizers, (tuple, list)) and len(optimizers) == 2):
+        raise TypeError(f"optimizers: expected a (optimizer, lr_scheduler) tuple, found {optimizers!r:.80}")
+    optimizer, scheduler = optimizers
+    if optimizer is not None and optimizer_cls_and_kwargs is not None:
+        raise RuntimeError("Passing both `optimizers` and `optimizer_cls_and_kwargs` arguments is incompatible.")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizers[0]: expected a torch.optim.Optimizer or None, found {type(optimizer).__name__}")
+    if (optimizer is not None or scheduler is not None) and args.num_workers > 0:
+        raise ValueError("optimizers: ready-made optimizer/scheduler objects work in-process only (num_workers=0); "
+                         "with Ray workers pass optimizer_cls_and_kwargs=(cls, kwargs) (and lr_scheduler_type)")
+    if optimizer_cls_and_kwargs is not None:
+        if not (isinstance(optimizer_cls_and_kwargs, (tuple, list)) and len(optimizer_cls_and_kwargs) == 2
+                and isinstance(optimizer_cls_and_kwargs[0], type) and isinstance(optimizer_cls_and_kwargs[1], dict)):
+            raise TypeError("optimizer_cls_and_kwargs: expected (optimizer class, dict of kwargs), found "
+                            f"{optimizer_cls_and_kwargs!r:.80}")
+        optimizer_cls_and_kwargs = (optimizer_cls_and_kwargs[0], dict(optimizer_cls_and_kwargs[1]))
+    return (optimizer, scheduler), optimizer_cls_and_kwargs
 
 
 def _check_adapter(model: Any, args: CrossEncoderTrainingArguments) -> Any:

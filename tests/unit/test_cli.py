@@ -225,9 +225,64 @@ def test_quickstart_flags_follow_run_quickstart(monkeypatch, tmp_path, capsys):
     assert received["output_dir"] == str(tmp_path)
     assert received["max_steps"] == 5 and isinstance(received["max_steps"], int)
     assert received["learning_rate"] == 1e-4
-    out = capsys.readouterr().out
-    assert out.startswith("[1/5] data: ...")
-    assert json.loads(out.split("\n", 1)[1])["model_path"] == str(tmp_path / "model")
+    captured = capsys.readouterr()
+    # progress lines and the summary table on stderr; stdout holds only the result (for scripts)
+    assert captured.err.startswith("[1/5] data: ...")
+    assert "raycross quickstart: summary" in captured.err and "model" in captured.err
+    assert json.loads(captured.out)["model_path"] == str(tmp_path / "model")
+    assert cli.main(["quickstart", "--output-dir", str(tmp_path), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/5]" not in captured.err and "raycross quickstart: summary" in captured.err
+
+
+def test_exit_codes_scripts_can_rely_on(monkeypatch, tmp_path, capsys):
+    from raycross import console, quickstart
+
+    def failing(**kwargs):
+        raise RuntimeError("disk full")
+
+    def invalid(**kwargs):
+        raise ValueError("num_negatives: expected an integer >= 1, found 0")
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    for fake, code, message in ((failing, console.EXIT_FAILED, "failed: RuntimeError: disk full"),
+                                (invalid, console.EXIT_USAGE, "error: num_negatives"),
+                                (interrupted, console.EXIT_INTERRUPTED, "interrupted")):
+        fake.__signature__ = inspect.signature(quickstart.run_quickstart)
+        monkeypatch.setattr(quickstart, "run_quickstart", fake)
+        assert cli.main(["quickstart", "--output-dir", str(tmp_path)]) == code
+        assert message in capsys.readouterr().err
+    assert cli.main(["train", "--config", str(tmp_path / "missing.yaml")]) == console.EXIT_USAGE
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["quickstart", "--quiet", "--verbose"])
+    assert exc.value.code == console.EXIT_USAGE
+
+
+def test_python_dash_m_raycross_runs_the_cli():
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "raycross", "--version"], capture_output=True, text=True,
+                            env={**os.environ}, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("raycross ")
+
+
+def test_console_hides_loader_noise_unless_verbose():
+    import logging
+
+    from raycross import console
+
+    console.configure_output("normal")
+    assert not logging.getLogger("faiss.loader").isEnabledFor(logging.INFO)
+    assert logging.getLogger("raycross").isEnabledFor(logging.INFO)
+    console.configure_output("verbose")
+    assert logging.getLogger("faiss.loader").isEnabledFor(logging.INFO)
+    console.configure_output("quiet")
+    assert not logging.getLogger("raycross").isEnabledFor(logging.INFO)
+    console.configure_output("normal")
 
 
 # ----------------------------------------------------------------------------------- teacher scores

@@ -49,7 +49,7 @@ def test_strategy_strings_and_derived_values():
     assert args.eval_steps == 7  # falls back to logging_steps, as in transformers
     assert args.metric_for_best_model == "loss" and args.greater_is_better is False
     assert args.batch_sampler is BatchSamplers.NO_DUPLICATES
-    assert args.report_to == ["tensorboard"]
+    assert args.report_to == ["tensorboard", "wandb", "mlflow"]  # "all": every installed integration, as transformers
     assert args.train_batch_size == 8 * 3 * 2
     assert CrossEncoderTrainingArguments("o", metric_for_best_model="eval_dev_ndcg@10").greater_is_better is True
 
@@ -69,7 +69,9 @@ def test_fractional_steps_and_warmup():
         ({"per_device_train_batch_size": 0}, "per_device_train_batch_size"),
         ({"gradient_accumulation_steps": 1.5}, "gradient_accumulation_steps"),
         ({"fp16": True, "bf16": True}, "fp16 and bf16"),
-        ({"lr_scheduler_type": "polynomial"}, "lr_scheduler_type"),
+        ({"lr_scheduler_type": "cosine_annealing"}, "lr_scheduler_type"),
+        ({"optim": "adamw_magic"}, "optim: expected one of transformers' optimizers"),
+        ({"learning_rate_mapping": {"(": 1e-3}}, "learning_rate_mapping"),
         ({"batch_sampler": "random"}, "batch_sampler"),
         ({"multi_dataset_batch_sampler": "mixed"}, "multi_dataset_batch_sampler"),
         ({"eval_strategy": "sometimes"}, "eval_strategy"),
@@ -83,7 +85,7 @@ def test_fractional_steps_and_warmup():
         ({"load_best_model_at_end": True, "eval_strategy": "epoch"}, "save_strategy to match"),
         ({"load_best_model_at_end": True, "eval_strategy": "steps", "eval_steps": 3, "save_steps": 10},
          "multiple of eval_steps"),
-        ({"report_to": "wandb"}, "report_to"),
+        ({"report_to": "comet_ml"}, "report_to"),
         ({"resources_per_worker": {"CPU": -1}}, "resources_per_worker"),
         ({"group_by_length": True, "batch_sampler": "no_duplicates"}, "group_by_length"),
     ],
