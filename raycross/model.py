@@ -673,7 +673,7 @@ class CrossEncoder(nn.Module):
         features = {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
         if self.is_causal:
             # FSDP2 gathers parameters in the root's and the layers' forward hooks: the whole-model forward only
-            direct = not _is_fsdp(self.hf_model)
+            direct = not is_fsdp_sharded(self.hf_model)
             packed = getattr(self, "unpad_inputs", True) and direct
             return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed, direct), features)
         unpad = self._should_unpad(features)
