@@ -246,10 +246,18 @@ class TrainingLoop:
             raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
         block_rows = max(args.per_device_train_batch_size, min(8192, args.streaming_window // 4))
         blocks = self.rt.train_blocks(name, spec.columns, total, block_rows, args.seed)
+        row_check = None
+        if not spec.rows_checked:  # streamed rows are checked on the fly, block by block
+            from raycross.data.rows import RowChecker
+            from raycross.training.validation import class_count, dataset_label
+
+            row_check = RowChecker(f"{dataset_label(spec.name)} (row numbers within worker {self.rt.rank}'s "
+                                   "streamed epoch)", spec.input_columns, spec.label_column,
+                                   class_count(spec, self.job.losses[name], self.model)).check
         stream = WindowedBatches(
             blocks, spec.input_columns, spec.label_column, args.batch_sampler, args.per_device_train_batch_size,
             args.seed, window_rows=args.streaming_window, drop_last=args.dataloader_drop_last,
-            group_by_length=args.group_by_length, stream=(index, self.rt.rank),
+            group_by_length=args.group_by_length, stream=(index, self.rt.rank), row_check=row_check,
         )
         return stream, nominal_batches(args.batch_sampler, rows, args.per_device_train_batch_size,
                                        args.dataloader_drop_last)

@@ -208,3 +208,16 @@ def test_row_check_sees_every_block_with_its_offset():
     list(stream.epoch(0, 5))
     sizes = [n for _, n in seen]
     assert sorted(sizes) == [2, 6, 6, 6] and [o for o, _ in seen] == [sum(sizes[:i]) for i in range(4)]
+
+
+def test_a_bad_streamed_row_is_named_when_its_block_arrives(tiny_model_path, tmp_path):
+    from raycross import CrossEncoder, CrossEncoderTrainer
+
+    rows = _pairs(30)
+    rows["doc"][13] = None
+    pq.write_table(pa.table(rows), tmp_path / "bad.parquet", row_group_size=10)
+    model = CrossEncoder(str(tiny_model_path), device="cpu")
+    trainer = CrossEncoderTrainer(model, _args(tmp_path / "out", max_steps=5, streaming=True, streaming_window=8),
+                                  train_dataset=str(tmp_path / "bad.parquet"), loss=_recording_loss(model, _Recorder()))
+    with pytest.raises(ValueError, match=r"column 'doc', row \d+: the text is None"):
+        trainer.train()
