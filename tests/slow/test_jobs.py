@@ -238,7 +238,7 @@ def test_bad_config_fails_fast_and_the_cluster_stays_healthy(cluster):
         [PYTHON, "jobs/train.py", "--config", "jobs/configs/reranker_bce.yaml",
          "--set", "training.learning_rat=1e-5"], timeout=90)
     assert status == "FAILED"
-    assert "config key 'training.learning_rat': unknown key; did you mean 'learning_rate'?" in logs
+    assert "config key 'training.learning_rat': unknown key; did you mean 'learning_rate' or 'learning_rate_mapping'?" in logs
     assert "Traceback" not in logs  # a clean message, not a crash
     # it stopped before any work: no output locations announced, no data loaded, no Ray connection
     assert "output_dir:" not in logs and "mining hard negatives" not in logs
