@@ -30,7 +30,7 @@ from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
 from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
 from raycross.training.location import RunLocation, open_checkpoint
-from raycross.training.lock import RunLock
+from raycross.training.lock import RunLock, UriRunLock
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
@@ -255,11 +255,13 @@ class CrossEncoderTrainer:
         return result
 
     def _run_locks(self) -> ExitStack:
-        """The run's locks: ``output_dir`` and, when elsewhere on a local/shared path, the run directory."""
+        """The run's locks: ``output_dir`` and, when elsewhere, the run directory (advisory on a URI)."""
         stack = ExitStack()
         try:
             stack.enter_context(RunLock(self.location.output_dir, "output_dir"))
-            if not self.location.is_remote and self.location.run_dir != self.location.output_dir:
+            if self.location.is_remote:  # advisory: object stores have no exclusive create
+                stack.enter_context(UriRunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
+            elif self.location.run_dir != self.location.output_dir:
                 stack.enter_context(RunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
         except BaseException:
             stack.close()
