@@ -588,7 +588,7 @@ class TrainingLoop:
 
             grad_norm, stepped = self._optimizer_step(step_loss)
             state.global_step += 1
-            state.epoch = epoch + (i + 1) / len(step_plan)
+            state.epoch = epoch + (offset + i + 1) / (offset + len(step_plan))
             state.num_input_tokens_seen += tokens
             self.clock.tokens += tokens
             tokens = 0

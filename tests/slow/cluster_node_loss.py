@@ -83,7 +83,9 @@ def main(work: Path, model_dir: Path) -> dict:
         cluster.remove_node(nodes[1], allow_graceful=False)
         events.append(f"killed a node after step {killed_after}")
         # 2) the run goes on with 1 worker: give the capacity back
-        if not wait_for(lambda: any(w == 1 for w, _ in read_log(log)[seen:])):
+        # (Ray's first restart asks for the old size until its coordinator's next tick, then waits
+        # RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S for that placement group before trying fewer workers)
+        if not wait_for(lambda: any(w == 1 for w, _ in read_log(log)[seen:]), timeout_s=480):
             events.append("never continued on 1 worker")
             return
         cluster.add_node(num_cpus=1, resources={"trainer_slot": 1})
