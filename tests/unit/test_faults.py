@@ -19,9 +19,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from raycross import CrossEncoder
 from raycross.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
@@ -340,6 +342,54 @@ def test_a_finished_run_continues_with_more_steps_and_says_when_there_is_nothing
     result, continued = train(tiny_model_path, out, max_steps=8)
     assert result.global_step == 8
     _, straight = train(tiny_model_path, tmp_path / "straight", max_steps=8)
+    assert_same_weights(weights(continued), weights(straight))
+
+
+class _Steps(TrainerCallback):
+    """Records the global step at every optimizer step of one train() call."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def _train_counting(model_path: Path, out: Path, **kwargs) -> tuple[Any, CrossEncoder, list[int]]:
+    model = CrossEncoder(str(model_path), device="cpu")
+    counter = _Steps()
+    trainer = CrossEncoderTrainer(model, args_for(out, **kwargs), train_dataset=ROWS, callbacks=[counter])
+    return trainer.train(), model, counter.steps
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streamed"])
+@pytest.mark.parametrize("first, more", [
+    (dict(max_steps=4), dict(max_steps=8)),  # stops mid-epoch (8 batches per epoch), then 4 more steps
+    (dict(max_steps=-1, num_train_epochs=1), dict(max_steps=-1, num_train_epochs=2)),  # a whole epoch more
+], ids=["max_steps", "epochs"])
+def test_a_finished_run_grown_trains_exactly_the_added_steps_streamed_or_not(tmp_path, tiny_model_path, caplog,
+                                                                             streaming, first, more):
+    # item 7 for both data paths (a report said streamed data did not continue: that was an older
+    # `progress.finished` check, gone since the rerun rule; this pins it)
+    out = tmp_path / "out"
+    result, model, steps = _train_counting(tiny_model_path, out, streaming=streaming, **first)
+    done = result.global_step
+    assert steps == list(range(1, done + 1))
+    trained = weights(model)
+    checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
+    with caplog.at_level(logging.INFO):
+        result, model, steps = _train_counting(tiny_model_path, out, streaming=streaming, **first)
+    assert (result.global_step, steps) == (done, [])
+    assert any("Nothing to train" in r.getMessage() for r in caplog.records)
+    assert_same_weights(weights(model), trained)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == checkpoints
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        result, continued, steps = _train_counting(tiny_model_path, out, streaming=streaming, **more)
+    total = 2 * done
+    assert steps == list(range(done + 1, total + 1)) and result.global_step == total
+    assert any(f"at step {done} " in r.getMessage() and "Resumed" in r.getMessage() for r in caplog.records)
+    _, straight, _ = _train_counting(tiny_model_path, tmp_path / "straight", streaming=streaming, **more)
     assert_same_weights(weights(continued), weights(straight))
 
 
