@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -37,6 +38,7 @@ from raycross.causal import (DEFAULT_FALSE_TOKEN, DEFAULT_TRUE_TOKEN, LogitScore
 from raycross.prompts import ChatTemplate, prepend_prompt, resolve_prompt, validate_prompts
 from raycross.model_card import CrossEncoderModelCardData, read_front_matter, render_model_card
 from raycross.parallel import ParallelWrapper, make_wrapper, transformer_logits
+from raycross.pooled_scorer import PooledScoreModel
 from raycross.unpadded import is_right_padded, supports_unpadded
 
 logger = logging.getLogger(__name__)
@@ -296,17 +298,20 @@ class CrossEncoder(nn.Module):
                 f"(offline, unknown repository, or no access): {exc}"
             ) from exc
         causal = layout.task == "text-generation" if layout is not None else is_causal_lm_config(config)
+        pooled = layout is not None and layout.task == "feature-extraction"
         if causal and num_labels not in (None, 1):
             raise ValueError(
                 f"num_labels={num_labels}: a causal-LM reranker ({source!r}) scores with one true/false token logit "
                 "and has num_labels=1; load a sequence-classification checkpoint for several labels"
             )
         architectures = getattr(config, "architectures", None) or []
-        classifier_trained = causal or any(a.endswith("ForSequenceClassification") for a in architectures)
+        classifier_trained = causal or pooled or any(a.endswith("ForSequenceClassification") for a in architectures)
         if num_labels is None and not classifier_trained:
             num_labels = 1
         mismatched = num_labels is not None and classifier_trained and num_labels != config.num_labels
-        if num_labels is not None:
+        if pooled:
+            mismatched = False  # the Dense writing the scores holds the labels, checked once it is built
+        elif num_labels is not None:
             config.num_labels = num_labels
         if mismatched:
             # A new label count replaces the trained head; hide the stale label names.
@@ -320,10 +325,16 @@ class CrossEncoder(nn.Module):
             model_kwargs["dtype"] = getattr(torch, model_kwargs["dtype"])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            auto_class = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+            auto_class = AutoModel if pooled else AutoModelForCausalLM if causal else AutoModelForSequenceClassification
             self.model: PreTrainedModel = auto_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=mismatched, **shared, **model_kwargs
             )
+        if pooled:  # Transformer(feature-extraction) + Pooling + Dense...: one module (raycross.pooled_scorer)
+            self.model = PooledScoreModel.from_directory(self.model, layout.root, layout.pooling_dir,
+                                                         layout.steps, trust_remote_code)
+            if num_labels not in (None, self.model.num_labels):
+                raise ValueError(f"num_labels={num_labels}: {source!r} is a Transformer + Pooling + Dense chain whose "
+                                 f"Dense writes {self.model.num_labels} scores; load it without num_labels")
         tokenizer_source = str(adapter_dir) if adapter_dir is not None else source
         _check_tokenizer_files(tokenizer_source)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **shared, **(tokenizer_kwargs or {}))
@@ -530,7 +541,14 @@ class CrossEncoder(nn.Module):
         return self.hf_model.config
 
     @property
+    def is_pooled(self) -> bool:
+        """True for a Transformer(feature-extraction) + Pooling + Dense chain (:mod:`raycross.pooled_scorer`)."""
+        return isinstance(self.hf_model, PooledScoreModel)
+
+    @property
     def num_labels(self) -> int:
+        if self.is_pooled:
+            return self.hf_model.num_labels
         return 1 if self.is_causal else int(self.config.num_labels)
 
     @property
@@ -931,6 +949,7 @@ class CrossEncoder(nn.Module):
         Example:
             >>> model.add_adapter({"r": 8, "target_modules": ["query", "value"]})  # doctest: +SKIP
         """
+        self._check_adapters_apply("add_adapter")
         config = adapters.as_lora_config(adapter_config)
         adapters.check_can_inject(self.hf_model, config, adapter_name)
         self._install_score_rows()
@@ -945,6 +964,7 @@ class CrossEncoder(nn.Module):
         Example:
             >>> model.load_adapter("adapter-dir")  # doctest: +SKIP
         """
+        self._check_adapters_apply("load_adapter")
         path = Path(peft_model_id)
         config = adapters.read_adapter_config(path)
         name = adapter_name or "default"
@@ -955,6 +975,11 @@ class CrossEncoder(nn.Module):
         adapters.set_trainable(self.hf_model, is_trainable)
         self.adapter_base_model = config.base_model_name_or_path or self._base_reference()
         self.to(self.device)
+
+    def _check_adapters_apply(self, method: str) -> None:
+        if self.is_pooled:
+            raise ValueError(f"{method}: LoRA adapters apply to sequence-classification and causal-LM rerankers; this "
+                             "model is a Transformer + Pooling + Dense module chain (train it without an adapter)")
 
     def _install_score_rows(self) -> None:
         if self.is_causal and not adapters.adapter_names(self.hf_model):
@@ -1074,13 +1099,15 @@ class CrossEncoder(nn.Module):
             json.dump(st_config, f, indent=2, sort_keys=True)
         for stale in (MODULES_FILE, SBERT_CONFIG_FILE):
             (path / stale).unlink(missing_ok=True)
-        if self.is_causal or self.prompts or self._chat is not None:
-            # sentence-transformers reads LogitScore, prompts and the message modality from module directories only
+        if self.is_causal or self.is_pooled or self.prompts or self._chat is not None:
+            # sentence-transformers reads LogitScore, Pooling/Dense, prompts and the message modality from module
+            # directories only
+            task = "text-generation" if self.is_causal else "feature-extraction" if self.is_pooled else "sequence-classification"
             st_modules.write_layout(
-                path, "text-generation" if self.is_causal else "sequence-classification",
-                self._chat.format if self._chat is not None else None,
+                path, task, self._chat.format if self._chat is not None else None,
                 {"chat_template": self.chat_template_kwargs} if self.chat_template_kwargs else None,
                 self.score_head.get_config_dict() if self.is_causal else None,
+                self.hf_model.module_entries() if self.is_pooled else None,
             )
         if create_model_card:
             self._create_model_card(path, model_name, train_datasets)

@@ -299,6 +299,9 @@ def load_model_weights(hf_model: torch.nn.Module, directory: str | Path) -> None
             raise ValueError(f"checkpoint {directory} holds an adapter, but the model has none to load it into")
         adapters.load_adapter_weights(hf_model, directory, names[0])
         return
+    if hasattr(hf_model, "load_saved_weights"):  # a module chain saved in several folders (raycross.pooled_scorer)
+        hf_model.load_saved_weights(directory)
+        return
     if (directory / "model.safetensors.index.json").is_file() or (directory / "pytorch_model.bin.index.json").is_file():
         from transformers.modeling_utils import load_sharded_checkpoint
 

@@ -471,6 +471,9 @@ def _check_adapter(model: Any, args: CrossEncoderTrainingArguments) -> Any:
 
     if args.lora_config is None:
         return None
+    if getattr(model, "is_pooled", False):
+        raise ValueError("lora_config: LoRA adapters apply to sequence-classification and causal-LM rerankers; this "
+                         "model is a Transformer + Pooling + Dense module chain (train it without lora_config)")
     if model.has_adapter:
         raise ValueError(
             f"lora_config: the model already has the adapter {model.active_adapter()!r}; train it as it is "
