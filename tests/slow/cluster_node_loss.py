@@ -40,6 +40,9 @@ class StepLog(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         time.sleep(0.3 if world == 2 else 1.0)
+        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            with open(self.path, "a") as f:
+                f.write(f"{world} {state.global_step}\n")
         if world == 1 and self.waiting:
             self._wait_for_growth()
 
@@ -52,10 +55,6 @@ class StepLog(TrainerCallback):
                 break
             time.sleep(0.5)
         self.waiting = False  # did not grow back in time: finish on one worker (the test reports it)
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
-            return
-        with open(self.path, "a") as f:
-            f.write(f"{world} {state.global_step}\n")
 
 
 def read_log(path: Path) -> list[tuple[int, int]]:
