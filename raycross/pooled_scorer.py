@@ -212,6 +212,11 @@ class PooledScoreModel(nn.Module):
                  include_prompt: bool = True) -> None:
         super().__init__()
         self.encoder = encoder
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            # BERT-style encoders' own pooler is off the score path (the chain reads last_hidden_state): frozen, so
+            # DDP sees no parameter without a gradient; sentence-transformers never changes it either
+            pooler.requires_grad_(False)
         self.modes = tuple(modes)
         self.include_prompt = include_prompt
         self.steps = nn.ModuleList(steps)
