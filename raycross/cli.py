@@ -88,6 +88,8 @@ _FLAG_KEYS = {
               "storage_path": "training.storage_path", "use_gpu": "training.use_gpu"},
     "mine": {"output": "mining.output_path", "num_negatives": "mining.num_negatives",
              "output_format": "mining.output_format"},
+    "score": {"teacher": "teacher.model", "output": "teacher.output_path", "batch_size": "teacher.batch_size",
+              "execution": "teacher.execution", "num_workers": "teacher.num_workers", "use_gpu": "teacher.use_gpu"},
     "evaluate": {"output": "evaluate.output_path"},
     "predict": {"output": "predict.output_path", "batch_size": "predict.batch_size"},
 }
@@ -135,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-negatives", type=int, help="mining.num_negatives")
     p.add_argument("--output-format", choices=["triplet", "n-tuple", "labeled-pair", "labeled-list"],
                    help="mining.output_format")
+
+    p = sub.add_parser(
+        "score", help="label rows with a teacher's scores (distillation) and write them as parquet files",
+        formatter_class=fmt,
+        description="Score every (query, document) of every row of data.train (after mining hard negatives when "
+                    "the config has a `mining` section) with teacher.model, on a Ray Data actor pool (GPU actors "
+                    "when the cluster has GPUs) or in this process, and stream the rows with the teacher's scores "
+                    "as labels to parquet files in teacher.output_path. A rerun continues where it stopped. "
+                    "Train a student on the directory with MSELoss, MarginMSELoss or a listwise loss."
+                    "\n\nNeeds sections: data.train, teacher.",
+        epilog=EPILOG)
+    _common(p, config_required=True)
+    p.add_argument("--teacher", metavar="NAME_OR_PATH", help="teacher cross-encoder (teacher.model)")
+    p.add_argument("--output", help="output directory of the parquet files (teacher.output_path)")
+    p.add_argument("--batch-size", type=int, help="pairs per teacher forward pass (teacher.batch_size)")
+    p.add_argument("--execution", choices=["auto", "ray", "local"], help="teacher.execution")
+    p.add_argument("--num-workers", type=int, help="actors in the scoring pool (teacher.num_workers)")
+    p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="GPU actors (teacher.use_gpu; default: when the cluster has GPUs)")
 
     p = sub.add_parser(
         "evaluate", help="evaluate a model with the config's evaluator(s)", formatter_class=fmt,
@@ -379,8 +400,6 @@ def run_mine(spec: RunSpec) -> dict[str, Any]:
     Example:
         >>> run_mine(cfg.parse_config(cfg.load_config("jobs/configs/mine_hard_negatives.yaml"), "mine"))  # doctest: +SKIP
     """
-    import pyarrow.parquet as pq
-
     from raycross.config.prepare import mine
 
     started = time.perf_counter()
@@ -388,12 +407,35 @@ def run_mine(spec: RunSpec) -> dict[str, Any]:
     if isinstance(spec.data.train, dict):
         raise ConfigError("data.train", "mining takes a single dataset; give one source")
     path = Path(mine(spec.mining, spec.data.train.load(), spec.data.corpus))
+    return {"output_path": str(path), **_parquet_summary(path), **job, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_score(spec: RunSpec) -> dict[str, Any]:
+    """``raycross score``: mine (when configured), then score data.train with the teacher into teacher.output_path.
+
+    Example:
+        >>> run_score(cfg.parse_config(cfg.load_config("jobs/configs/distill_listwise.yaml"), "score"))  # doctest: +SKIP
+    """
+    from raycross.config.prepare import training_rows
+
+    started = time.perf_counter()
+    job = _job_context()
+    if isinstance(spec.data.train, dict):
+        raise ConfigError("data.train", "teacher scoring takes a single dataset; give one source")
+    path = Path(training_rows(spec, spec.data.train.load()))
+    return {"output_path": str(path), **_parquet_summary(path), "teacher": spec.teacher.model.resolve("teacher.model"),
+            **job, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _parquet_summary(path: Path) -> dict[str, Any]:
+    """Files, rows and columns of a directory of parquet files (or one file)."""
+    import pyarrow.parquet as pq
+
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     columns = list(pq.read_schema(files[0]).names) if files else []
-    logger.info("mined %d rows with columns %s -> %s", rows, columns, path)
-    return {"output_path": str(path), "files": len(files), "rows": rows, "columns": columns, **job,
-            "seconds": round(time.perf_counter() - started, 1)}
+    logger.info("%d rows with columns %s -> %s", rows, columns, path)
+    return {"files": len(files), "rows": rows, "columns": columns}
 
 
 def run_evaluate(spec: RunSpec) -> dict[str, Any]:
@@ -500,6 +542,7 @@ def run_quickstart_command(spec: RunSpec) -> dict[str, Any]:
 COMMANDS = {
     "train": run_train,
     "mine": run_mine,
+    "score": run_score,
     "evaluate": run_evaluate,
     "predict": run_predict,
     "tune": run_tune,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from raycross.config.errors import ConfigError
@@ -61,12 +62,20 @@ def load_corpus(source: SourceSpec | None) -> list[str] | None:
 def mine(mining: MiningSpec, dataset: Any, corpus: SourceSpec | None = None):
     """Run ``mine_hard_negatives`` on `dataset` with the `mining` section and the corpus source.
 
-    Returns the mined dataset, or the output directory when ``mining.output_path`` is set.
+    Returns the mined dataset, or the output directory when ``mining.output_path`` is set (a complete output
+    of an earlier run there is reused, not mined again).
 
     Example:
         >>> mined = mine(spec.mining, train_dataset, spec.data.corpus)  # doctest: +SKIP
     """
     kwargs = dict(mining.options)
+    out = kwargs.get("output_path")
+    if out is not None:
+        from raycross.mining.output import mined_output_complete
+
+        if mined_output_complete(out):  # e.g. `raycross score`, then `raycross train` with the same config
+            logger.info("reusing the mined rows in %s (a finished mining run; delete the directory to mine again)", out)
+            return out
     model = mining.model.resolve("mining.model")
     if mining.cross_encoder is not None:
         kwargs["cross_encoder"] = mining.cross_encoder.resolve("mining.cross_encoder")
@@ -78,69 +87,86 @@ def mine(mining: MiningSpec, dataset: Any, corpus: SourceSpec | None = None):
     return mining_function()(dataset, model, **kwargs)
 
 
-def add_teacher_scores(teacher: TeacherSpec | dict[str, Any], dataset: Any):
-    """Label every row with the teacher's scores of (query, document_i) for each document of the row.
+def add_teacher_scores(teacher: TeacherSpec | dict[str, Any], dataset: Any,
+                       output_path: str | os.PathLike | None = None) -> str:
+    """Label every row with the teacher's scores of (query, document_i) for each document of the row, with
+    :func:`raycross.score_with_teacher` (an actor pool or this process, streamed to parquet, resumable).
 
     The first input column is the query; the others hold a document or a list of documents. The label
-    column (``teacher.label_column``, default ``scores``) gets the list of scores: what MarginMSELoss,
-    ListNet and the other distillation losses take.
+    column (``teacher.label_column``, default ``scores``) gets the list of scores (one float for
+    (query, document) rows): what MSELoss, MarginMSELoss, ListNet and the other distillation losses take.
+    Rows that already carry labels are refused unless ``teacher.replace_labels`` is true.
+
+    Returns:
+        The directory of the scored parquet files (``output_path``, else ``teacher.output_path``).
 
     Example:
-        >>> dataset = add_teacher_scores(TeacherSpec.parse({"model": "teacher-dir"}), mined)  # doctest: +SKIP
+        >>> scored = add_teacher_scores({"model": "teacher-dir"}, mined, "out/teacher-scores")  # doctest: +SKIP
     """
-    import numpy as np
-    import torch
-
-    from raycross.model import CrossEncoder
+    from raycross.scoring import score_with_teacher
+    from raycross.scoring.score import open_rows
 
     if not isinstance(teacher, TeacherSpec):
         teacher = TeacherSpec.parse(teacher)
-    inputs, existing = split_columns(dataset.column_names)
-    if existing is not None:
-        raise ConfigError("teacher", f"the training data already has a label column {existing!r}; "
-                                     "drop it (data.train.columns) or remove the teacher section")
+    output_path = output_path or teacher.output_path
+    if output_path is None:
+        raise ConfigError("teacher.output_path", "required: the directory of the scored parquet files")
+    inputs, existing = split_columns(open_rows(dataset).schema.names)
+    if existing is not None and not teacher.replace_labels:
+        raise ConfigError("teacher", f"the training data already has a label column {existing!r}; drop it "
+                                     "(data.train.columns) or set teacher.replace_labels: true")
     if len(inputs) < 2:
         raise ConfigError("teacher", f"teacher scoring needs a query column and document column(s), found {inputs}")
-    pairs, sizes = [], []
-    for row in dataset.select_columns(inputs).to_list():
-        docs = []
-        for column in inputs[1:]:
-            value = row[column]
-            docs.extend(value if isinstance(value, list) else [value])
-        pairs.extend((row[inputs[0]], d) for d in docs)
-        sizes.append(len(docs))
-    model = CrossEncoder(teacher.model.resolve("teacher.model"))
-    activation = None if teacher.apply_activation else torch.nn.Identity()
-    logger.info("scoring %d pairs with the teacher %s", len(pairs), model.model_name_or_path)
-    scores = np.asarray(model.predict(pairs, batch_size=teacher.batch_size, activation_fn=activation,
-                                      show_progress_bar=False), dtype=np.float64)
-    if scores.ndim != 1:
-        raise ConfigError("teacher.model", f"the teacher must have 1 label, it returned scores of shape {scores.shape}")
-    offsets = np.cumsum([0, *sizes])
-    labels = [scores[offsets[i]: offsets[i + 1]].tolist() for i in range(len(sizes))]
-    return dataset.add_column(teacher.label_column, labels)
+    return score_with_teacher(
+        dataset, teacher.model.resolve("teacher.model"), output_path, batch_size=teacher.batch_size,
+        apply_activation=teacher.apply_activation, label_column=teacher.label_column, chunk_rows=teacher.chunk_rows,
+        execution=teacher.execution, num_workers=teacher.num_workers, use_gpu=teacher.use_gpu,
+    )
+
+
+def teacher_output_path(spec: RunSpec) -> str:
+    """Where a train/tune run's teacher scores go: ``teacher.output_path``, else
+    ``<training.output_dir>/teacher-scores`` (a rerun of the same run reuses them).
+
+    Example:
+        >>> teacher_output_path(spec)  # doctest: +SKIP
+        '/runs/distill/teacher-scores'
+    """
+    if spec.teacher.output_path is not None:
+        return spec.teacher.output_path
+    return str(Path(spec.training.output_dir).expanduser().resolve() / "teacher-scores")
+
+
+def training_rows(spec: RunSpec, train: Any) -> Any:
+    """`train` mined (``mining``) and teacher-scored (``teacher``) as the config says; parquet directories
+    where a step streamed its output there.
+
+    Example:
+        >>> rows = training_rows(spec, spec.data.train.load())  # doctest: +SKIP
+    """
+    if spec.mining is not None:
+        if isinstance(train, dict):
+            raise ConfigError("mining", "mining applies to a single training dataset; data.train holds several")
+        train = mine(spec.mining, train, spec.data.corpus)
+        if isinstance(train, (str, os.PathLike)):  # streamed to parquet files: train (or score) from them
+            logger.info("mined data written to %s", train)
+            train = str(train)
+    if spec.teacher is not None:
+        if isinstance(train, dict):
+            raise ConfigError("teacher", "teacher scoring applies to a single training dataset")
+        out = spec.teacher.output_path if spec.command == "score" else teacher_output_path(spec)
+        train = add_teacher_scores(spec.teacher, train, out)
+    return train
 
 
 def prepare_training_data(spec: RunSpec) -> tuple[Any, Any]:
     """(train, eval) datasets of a train/tune config: loaded, then mined and teacher-scored when configured.
 
-    Mined rows streamed to ``mining.output_path`` are trained from those files (or loaded, for a teacher).
+    Mined rows streamed to ``mining.output_path`` and teacher scores (always parquet files) are trained from
+    those files.
 
     Example:
         >>> train, eval_ = prepare_training_data(parse_config(config, "train"))  # doctest: +SKIP
     """
     train, eval_ = load_train_data(spec.data)
-    if spec.mining is not None:
-        if isinstance(train, dict):
-            raise ConfigError("mining", "mining applies to a single training dataset; data.train holds several")
-        train = mine(spec.mining, train, spec.data.corpus)
-        if isinstance(train, (str, os.PathLike)):  # streamed to parquet files: train from them
-            logger.info("mined data written to %s", train)
-            train = str(train)
-            if spec.teacher is not None:
-                train = SourceSpec.parse({"path": train}, "mining.output_path").load()
-    if spec.teacher is not None:
-        if isinstance(train, dict):
-            raise ConfigError("teacher", "teacher scoring applies to a single training dataset")
-        train = add_teacher_scores(spec.teacher, train)
-    return train, eval_
+    return training_rows(spec, train), eval_

@@ -12,7 +12,8 @@ others, so one recipe file serves ``train``, ``mine`` and ``evaluate``::
     evaluator:  {type: <evaluator name, alias or dotted path>, data: <source>, kwargs: {...}}  (or a list)
     training:   {<CrossEncoderTrainingArguments field>: value, ...}
     mining:     {model: <embedder>, cross_encoder: <model>, <mine_hard_negatives kwargs (output_path: a dir)>}
-    teacher:    {model: <cross-encoder>, batch_size, apply_activation, label_column}   (distillation labels)
+    teacher:    {model: <cross-encoder>, batch_size, apply_activation, label_column, output_path, execution,
+                 num_workers, use_gpu, chunk_rows, replace_labels}   (distillation labels, raycross.score_with_teacher)
     tune:       {search_space: {<dotted key>: <distribution>}, metric, mode, num_samples, scheduler, ...}
     evaluate:   {output_path}     predict: {output_path, batch_size, ...}     quickstart: {...}
 
@@ -48,12 +49,13 @@ from raycross.config.models import MODEL_REF_KEYS, ModelRef
 from raycross.config.sources import SourceSpec, is_single_source
 from raycross.data import LABEL_COLUMNS
 
-COMMANDS = ("train", "mine", "evaluate", "predict", "tune", "quickstart")
+COMMANDS = ("train", "mine", "score", "evaluate", "predict", "tune", "quickstart")
 SECTIONS = ("description", "model", "data", "loss", "evaluator", "training", "mining", "teacher", "tune",
             "evaluate", "predict", "quickstart")
 REQUIRED_SECTIONS = {
     "train": ("model", "data", "loss", "training"),
     "mine": ("data", "mining"),
+    "score": ("data", "teacher"),
     "evaluate": ("model", "evaluator"),
     "predict": ("model", "data"),
     "tune": ("model", "data", "loss", "training", "tune"),
@@ -63,12 +65,13 @@ REQUIRED_SECTIONS = {
 USED_SECTIONS = {
     "train": ("model", "data", "loss", "evaluator", "training", "mining", "teacher"),
     "mine": ("data", "mining"),
+    "score": ("data", "mining", "teacher"),
     "evaluate": ("model", "evaluator", "evaluate"),
     "predict": ("model", "data", "predict"),
     "tune": ("model", "data", "loss", "evaluator", "training", "mining", "teacher", "tune"),
     "quickstart": ("quickstart",),
 }
-NEEDED_DATA = {"train": ("train",), "tune": ("train",), "mine": ("train",), "predict": ("input",)}
+NEEDED_DATA = {"train": ("train",), "tune": ("train",), "mine": ("train",), "score": ("train",), "predict": ("input",)}
 DATA_KEYS = ("train", "eval", "corpus", "input")
 # Loss keyword arguments that take an object: given in YAML as a name or {name, kwargs}.
 LOSS_OBJECT_ARGS = ("activation_fn", "weighting_scheme", "lambda_weight")
@@ -79,7 +82,8 @@ LOSS_FORWARDED_KWARGS = {"BinaryCrossEntropyLoss": "BCEWithLogitsLoss", "CrossEn
 EVALUATOR_DATA_PARAMS = ("samples", "sentence_pairs", "labels", "scores")
 MINING_EXTRA_KEYS = ("model", "cross_encoder")
 MINING_FROM_CONFIG = ("dataset", "model", "corpus", "cross_encoder")
-TEACHER_KEYS = ("model", "batch_size", "apply_activation", "label_column")
+TEACHER_KEYS = ("model", "batch_size", "apply_activation", "label_column", "output_path", "execution", "num_workers",
+                "use_gpu", "chunk_rows", "replace_labels")
 PREDICT_KEYS = ("output_path", "batch_size", "apply_softmax", "activation_fn", "show_progress_bar",
                 "num_actors", "num_cpus_per_actor", "num_gpus_per_actor")
 EVALUATE_KEYS = ("output_path",)
@@ -327,27 +331,49 @@ class MiningSpec:
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """The `teacher` section: the cross-encoder whose scores become the training labels."""
+    """The `teacher` section: the cross-encoder whose scores become the training labels, and how
+    :func:`raycross.score_with_teacher` runs it (actor pool or in-process, where the scored parquet goes)."""
 
     model: ModelRef
     batch_size: int = 32
     apply_activation: bool = False
     label_column: str = "scores"
+    output_path: str | None = None  # default for train/tune: <training.output_dir>/teacher-scores
+    execution: str = "auto"
+    num_workers: int | None = None
+    use_gpu: bool | None = None
+    chunk_rows: int = 2048
+    replace_labels: bool = False
 
     @classmethod
     def parse(cls, value: Any) -> TeacherSpec:
+        from raycross.scoring.score import EXECUTIONS
+
         value = expect_mapping(value, "teacher")
         check_keys(value, TEACHER_KEYS, "teacher")
         if value.get("model") is None:
             raise ConfigError("teacher.model", "required: the cross-encoder whose scores are the labels")
         model = ModelRef.parse(value["model"], "teacher.model")
-        expect_positive_int(value.get("batch_size"), "teacher.batch_size")
-        if "apply_activation" in value:
-            expect(value["apply_activation"], bool, "teacher.apply_activation", "true or false")
+        for key in ("batch_size", "num_workers", "chunk_rows"):
+            expect_positive_int(value.get(key), f"teacher.{key}")
+        for key in ("apply_activation", "replace_labels"):
+            if key in value:
+                expect(value[key], bool, f"teacher.{key}", "true or false")
+        if value.get("use_gpu") is not None:
+            expect(value["use_gpu"], bool, "teacher.use_gpu", "true, false or null")
         label = value.get("label_column")
         if label is not None and label not in LABEL_COLUMNS:
             raise ConfigError("teacher.label_column", f"expected one of {'/'.join(LABEL_COLUMNS)}, found {label!r}")
-        return cls(model, value.get("batch_size") or 32, bool(value.get("apply_activation", False)), label or "scores")
+        execution = value.get("execution") or "auto"
+        if execution not in EXECUTIONS:
+            raise ConfigError("teacher.execution", f"expected one of {'/'.join(EXECUTIONS)}, found {execution!r}")
+        out = value.get("output_path")
+        if out is not None:
+            expect(out, str, "teacher.output_path", "a directory path")
+            out = str(Path(out).expanduser().resolve())
+        return cls(model, value.get("batch_size") or 32, bool(value.get("apply_activation", False)), label or "scores",
+                   out, execution, value.get("num_workers"), value.get("use_gpu"), value.get("chunk_rows") or 2048,
+                   bool(value.get("replace_labels", False)))
 
 
 # ------------------------------------------------------------------------------------ command options
@@ -457,6 +483,9 @@ def parse_config(config: Mapping[str, Any], command: str) -> RunSpec:
         spec.mining = MiningSpec.parse(config["mining"], command)
     if "teacher" in used:
         spec.teacher = TeacherSpec.parse(config["teacher"])
+        if command == "score" and spec.teacher.output_path is None:
+            raise ConfigError("teacher.output_path", "required for `raycross score`: the directory of the scored "
+                                                     "parquet files (or --output)")
     if "evaluate" in used:
         spec.evaluate = parse_options("evaluate", config["evaluate"], EVALUATE_KEYS)
     if "predict" in used:

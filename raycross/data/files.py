@@ -54,7 +54,9 @@ def data_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
     for item in raw:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in DATA_SUFFIXES and p.is_file())
+            # hidden and "_" files are bookkeeping (markers, manifests, temporary parts), as in Spark and HF
+            found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in DATA_SUFFIXES and p.is_file()
+                           and not p.name.startswith((".", "_")))
             if not found:
                 raise ValueError(f"dataset directory {str(item)!r} holds no .parquet/.json/.jsonl/.csv files")
             files.extend(found)

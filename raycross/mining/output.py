@@ -10,6 +10,7 @@ Formats (column names as the anchor; `a`/`p` are the anchor and positive column 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,10 +128,19 @@ def to_hf_dataset(batches: Iterator[pa.RecordBatch], schema: pa.Schema):
     return datasets.Dataset(pa.Table.from_batches(list(batches), schema=schema))
 
 
+MINED_MARKER = ".raycross-mined.json"
+"""Written last into a mining output directory: the files of a complete run."""
+
+
 def write_parquet(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, output_path: str | Path, rows_per_file: int = 1_000_000
 ) -> list[str]:
-    """Stream Arrow batches to ``output_path/part-00000.parquet``...; returns the written file paths."""
+    """Stream Arrow batches to ``output_path/part-00000.parquet``...; returns the written file paths.
+
+    A marker written last (:data:`MINED_MARKER`) tells a complete output from one a killed run left behind.
+    """
+    import json
+
     import pyarrow.parquet as pq
 
     out = Path(output_path)
@@ -157,4 +167,24 @@ def write_parquet(
     finally:
         if writer is not None:
             writer.close()
+    marker = out / MINED_MARKER
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps({"files": [Path(f).name for f in files], "columns": schema.names}), encoding="utf8")
+    os.replace(tmp, marker)
     return files
+
+
+def mined_output_complete(output_path: str | Path) -> bool:
+    """Whether `output_path` holds the whole output of a finished ``mine_hard_negatives(output_path=...)``.
+
+    Example:
+        >>> mined_output_complete("no/such/dir")
+        False
+    """
+    marker = Path(output_path) / MINED_MARKER
+    if not marker.is_file():
+        return False
+    import json
+
+    files = json.loads(marker.read_text(encoding="utf8")).get("files", [])
+    return all((Path(output_path) / name).is_file() for name in files)

@@ -88,7 +88,7 @@ def score_with_teacher(
         raise ValueError(f"execution: expected one of {EXECUTIONS}, found {execution!r}")
     if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1):
         raise ValueError(f"num_workers: expected an integer >= 1 or None, found {num_workers!r}")
-    rows = _open_rows(dataset)
+    rows = open_rows(dataset)
     inputs, label_column, pair_rows = _plan_columns(rows, label_column)
     docs_per_row = _docs_in_first_row(rows, inputs)
     out = OutputDir(output_path)
@@ -135,7 +135,13 @@ def score_with_teacher(
 
 
 # ----------------------------------------------------------------------------- inputs
-def _open_rows(dataset: Any) -> TableRows | ParquetRows:
+def open_rows(dataset: Any) -> TableRows | ParquetRows:
+    """`dataset` as addressable rows: parquet files read by row group, anything else as one Arrow table.
+
+    Example:
+        >>> open_rows({"query": ["q"], "doc": ["d"]}).schema.names
+        ['query', 'doc']
+    """
     if is_paths(dataset):
         paths = data_files(dataset)  # checks existence, suffixes, one format; a directory expands to its files
         if file_format(paths) == "parquet":

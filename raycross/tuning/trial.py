@@ -93,22 +93,29 @@ class TrialSetup:
 
 
 def build_loss(loss: Any, model: Any, kwargs: dict[str, Any]) -> Any:
-    """Instantiate a loss (name or class) for `model`; arguments it does not take are left out (a sweep
-    over several losses may carry arguments of one of them), objects named in YAML are built."""
-    from raycross.config import LOSS_OBJECT_ARGS, resolve_object_name
+    """Instantiate a loss (name or class) for `model` through the config's resolver; arguments it does not
+    take are left out (a sweep over several losses may carry arguments of one of them).
+
+    Example:
+        >>> build_loss("BinaryCrossEntropyLoss", model, {"pos_weight": 2.0, "margin": 1.0})  # doctest: +SKIP
+    """
+    from raycross.config import LOSS_OBJECT_ARGS
+    from raycross.config.components import Component, resolve
+    from raycross.config.spec import parse_loss_component
     from raycross.tuning.space import loss_accepts, resolve_loss
 
     cls = resolve_loss(loss)
     used = {}
     for name, value in kwargs.items():
-        if not loss_accepts(cls, name):
+        if loss_accepts(cls, name):
+            used[name] = value
+        else:
             logger.info("%s does not take %r: left out for this trial", cls.__name__, name)
-            continue
-        if name in LOSS_OBJECT_ARGS and isinstance(value, (str, dict)):
-            obj_cls, obj_kwargs = resolve_object_name(value, f"loss.{name}")
-            value = obj_cls(**obj_kwargs)
-        used[name] = value
-    return cls(model, **used)
+    if isinstance(loss, str):  # the config path: the same checks and nested objects as a `loss:` section
+        return parse_loss_component({"name": loss, "kwargs": used}, "loss").build(model)
+    objects = {k: resolve("object", v, f"loss.{k}") for k, v in used.items()
+               if k in LOSS_OBJECT_ARGS and isinstance(v, (str, dict))}
+    return Component(cls, {**used, **objects}, "loss").build(model)
 
 
 class TuneReporter:

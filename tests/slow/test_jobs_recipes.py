@@ -114,3 +114,28 @@ def test_distillation_recipe_learns_from_teacher_scores(tiny, tmp_path, capsys):
     assert losses and all(np.isfinite(losses))
     card = (out / "README.md").read_text()
     assert "MarginMSELoss" in card
+
+
+def test_listwise_distillation_recipe_scores_then_trains(tiny, tmp_path, capsys):
+    scores, out, mined = tmp_path / "scores", tmp_path / "student", tmp_path / "mined"
+    data = ["--set", f"mining.model={tiny['encoder']}", "--set", "mining.execution=local",
+            "--set", f"mining.output_path={mined}", "--set", "mining.num_negatives=3",
+            "--set", "data.train.offline.limit=16", "--set", "data.corpus.offline.limit=200",
+            "--set", "teacher.execution=local", "--set", "teacher.chunk_rows=8"]
+    scored = _run(capsys, ["score", "-c", str(CONFIGS / "distill_listwise.yaml"), "--teacher", str(tiny["teacher"]),
+                           "--output", str(scores), *data])
+    assert (scored["rows"], scored["files"], scored["columns"][-1]) == (16, 2, "scores")
+    rows = pq.read_table(scores).to_pylist()
+    for row in rows[:4]:  # the teacher's raw logits of every (query, document) of the mined list, in order
+        docs = next(v for k, v in row.items() if isinstance(v, list) and k != "scores")
+        np.testing.assert_allclose(row["scores"], _logits(tiny["teacher"], [(row["query"], d) for d in docs])[:, 0],
+                                   atol=1e-5)
+    # `train` with the same teacher.output_path reuses the finished scores and trains the student on them
+    mtime = sorted(scores.glob("part-*.parquet"))[0].stat().st_mtime_ns
+    summary = _run(capsys, ["train", "-c", str(CONFIGS / "distill_listwise.yaml"), "--model", str(tiny["reranker"]),
+                            "--output-dir", str(out), *SMALL, "--set", f"teacher.model={tiny['teacher']}",
+                            "--set", f"teacher.output_path={scores}", "--set", "evaluator.data.limit=8",
+                            "--set", "loss.kwargs.mini_batch_size=8", *data])
+    assert summary["global_step"] == 2 and np.isfinite(summary["metrics"]["eval_wordnet-dev_ndcg@10"])
+    assert sorted(scores.glob("part-*.parquet"))[0].stat().st_mtime_ns == mtime
+    assert "ListNetLoss" in (out / "README.md").read_text()

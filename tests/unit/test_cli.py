@@ -22,7 +22,7 @@ from raycross.resources import QUICKSTART_DATA
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "jobs" / "configs" / "reranker_bce.yaml")
-SUBCOMMANDS = ("train", "mine", "evaluate", "predict", "tune", "quickstart")
+SUBCOMMANDS = ("train", "mine", "score", "evaluate", "predict", "tune", "quickstart")
 
 
 def _reference_scores(model_dir: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -55,6 +55,7 @@ def test_help_lists_every_subcommand(capsys):
     [
         ("train", ["--config", "--set", "--dry-run", "--output-dir", "--num-workers", "--max-steps", "--use-gpu"]),
         ("mine", ["--config", "--output", "--num-negatives", "--output-format"]),
+        ("score", ["--config", "--teacher", "--output", "--batch-size", "--execution", "--num-workers", "--use-gpu"]),
         ("evaluate", ["--model", "--output"]),
         ("predict", ["--model", "--input", "--output", "--batch-size"]),
         ("tune", ["--num-samples", "--max-steps", "run_sweep_from_config"]),
@@ -295,13 +296,15 @@ def _raw_logits(model_dir: Path, pairs: list[tuple[str, str]]) -> list[float]:
         return [model(**tokenizer(a, b, return_tensors="pt")).logits[0, 0].item() for a, b in pairs]
 
 
-def test_teacher_scores_every_document_of_each_row(tiny_model_path):
+def test_teacher_scores_every_document_of_each_row(tiny_model_path, tmp_path):
     import datasets
 
     rows = {"query": ["the dog", "a cat"], "positive": ["a dog runs", "a cat sits"],
             "negative_1": ["a red car", "water"], "negative_2": ["the city", "an old man"]}
-    labeled = add_teacher_scores({"model": str(tiny_model_path), "batch_size": 3}, datasets.Dataset.from_dict(rows))
-    assert labeled.column_names == ["query", "positive", "negative_1", "negative_2", "scores"]
+    out = add_teacher_scores({"model": str(tiny_model_path), "batch_size": 3, "execution": "local"},
+                             datasets.Dataset.from_dict(rows), tmp_path / "tuples")
+    labeled = pq.read_table(out).to_pylist()
+    assert list(labeled[0]) == ["query", "positive", "negative_1", "negative_2", "scores"]
     for i, query in enumerate(rows["query"]):
         docs = [rows[c][i] for c in ("positive", "negative_1", "negative_2")]
         np.testing.assert_allclose(labeled[i]["scores"], _raw_logits(tiny_model_path, [(query, d) for d in docs]),
@@ -309,20 +312,102 @@ def test_teacher_scores_every_document_of_each_row(tiny_model_path):
 
     # A column of document lists (listwise data) gets one score per document, in order.
     lists = datasets.Dataset.from_dict({"query": ["the dog"], "docs": [["a dog runs", "water", "the city"]]})
-    labeled = add_teacher_scores({"model": str(tiny_model_path), "apply_activation": True, "label_column": "labels"},
-                                 lists)
+    out = add_teacher_scores({"model": str(tiny_model_path), "apply_activation": True, "label_column": "labels",
+                              "execution": "local", "output_path": str(tmp_path / "lists")}, lists)
+    assert out == str(tmp_path / "lists")
+    labeled = pq.read_table(out).to_pylist()
     expected = 1 / (1 + np.exp(-np.array(_raw_logits(tiny_model_path, [("the dog", d) for d in lists[0]["docs"]]))))
     np.testing.assert_allclose(labeled[0]["labels"], expected, atol=1e-5)
 
 
-def test_teacher_refuses_data_that_already_has_labels(tiny_model_path):
+def test_teacher_refuses_data_that_already_has_labels(tiny_model_path, tmp_path):
     import datasets
 
     from raycross.config import ConfigError
 
     data = datasets.Dataset.from_dict({"query": ["q"], "passage": ["p"], "label": [1]})
     with pytest.raises(ConfigError, match="already has a label column 'label'"):
-        add_teacher_scores({"model": str(tiny_model_path)}, data)
+        add_teacher_scores({"model": str(tiny_model_path)}, data, tmp_path / "scores")
+    assert not (tmp_path / "scores").exists()
+    # ... unless told to replace them (mined labeled lists carry 1/0 labels the teacher's scores replace)
+    out = add_teacher_scores({"model": str(tiny_model_path), "replace_labels": True, "execution": "local"}, data,
+                             tmp_path / "scores")
+    table = pq.read_table(out)
+    assert table.column_names == ["query", "passage", "scores"]
+    np.testing.assert_allclose(table["scores"].to_pylist(), _raw_logits(tiny_model_path, [("q", "p")]), atol=1e-5)
+
+
+@pytest.mark.parametrize(("teacher", "key", "message"), [
+    ({"model": "m", "execution": "cluster"}, "teacher.execution", "expected one of auto/ray/local, found 'cluster'"),
+    ({"model": "m", "replace_labels": "yes"}, "teacher.replace_labels", "true or false"),
+    ({"model": "m", "chunk_rows": 0}, "teacher.chunk_rows", ""),
+    ({"model": "m", "num_workers": -1}, "teacher.num_workers", ""),
+    ({"model": "m", "use_gpu": "gpu"}, "teacher.use_gpu", ""),
+    ({"model": "m", "output_path": 3}, "teacher.output_path", "a directory path"),
+    ({"model": "m"}, "teacher.output_path", "required for `raycross score`"),
+])
+def test_score_config_errors_name_the_key(teacher, key, message):
+    from raycross.config import ConfigError, parse_config
+
+    config = {"data": {"train": {"bundled": "wordnet-mini/train.parquet"}}, "teacher": teacher}
+    with pytest.raises(ConfigError) as info:
+        parse_config(config, "score")
+    assert info.value.key == key
+    assert message in str(info.value)
+
+
+def _score_config(tmp_path: Path, teacher: Path) -> Path:
+    rows = pa.table({"query": ["the dog", "a cat", "water"],
+                     "docs": [["a dog runs", "the city"], ["a cat sits", "water", "an old man"], ["rain"]],
+                     "labels": [[1.0, 0.0], [1.0, 0.0, 0.0], [1.0]]})
+    pq.write_table(rows, tmp_path / "lists.parquet")
+    config = {"data": {"train": {"path": str(tmp_path / "lists.parquet")}},
+              "teacher": {"model": str(teacher), "batch_size": 2, "chunk_rows": 2, "replace_labels": True,
+                          "execution": "local"}}
+    (tmp_path / "score.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "score.yaml"
+
+
+def test_score_command_writes_resumable_teacher_labels(tiny_model_path, tmp_path, capsys):
+    config = _score_config(tmp_path, tiny_model_path)
+    out = tmp_path / "scored"
+    assert cli.main(["score", "-c", str(config), "--output", str(out), "--json"]) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert (result["command"], result["output_path"], result["rows"], result["files"]) == ("score", str(out), 3, 2)
+    assert result["columns"] == ["query", "docs", "scores"]
+    scored = pq.read_table(out).to_pylist()
+    for row in scored:
+        np.testing.assert_allclose(row["scores"], _raw_logits(tiny_model_path, [(row["query"], d) for d in row["docs"]]),
+                                   atol=1e-5)
+    # a rerun skips the scored chunks: remove one part, only that one is scored again
+    first = sorted(out.glob("part-*.parquet"))[0]
+    kept = sorted(out.glob("part-*.parquet"))[1].stat().st_mtime_ns
+    first.unlink()
+    assert cli.main(["score", "-c", str(config), "--output", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert first.is_file() and sorted(out.glob("part-*.parquet"))[1].stat().st_mtime_ns == kept
+    assert pq.read_table(out).to_pylist() == scored
+    # the student trains on the directory with a listwise distillation loss
+    from raycross import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from raycross.losses import ListNetLoss
+
+    student = CrossEncoder(str(tiny_model_path))
+    args = CrossEncoderTrainingArguments(str(tmp_path / "student"), max_steps=2, per_device_train_batch_size=2,
+                                         save_strategy="no", report_to=[], disable_tqdm=True)
+    result = CrossEncoderTrainer(student, args, train_dataset=str(out), loss=ListNetLoss(student)).train()
+    assert result.global_step == 2 and np.isfinite(result.training_loss)
+
+
+def test_train_config_teacher_section_scores_into_the_run(tiny_model_path, tmp_path):
+    from raycross.config import parse_config
+    from raycross.config.prepare import prepare_training_data
+
+    config = yaml.safe_load(_score_config(tmp_path, tiny_model_path).read_text())
+    config.update(model={"name_or_path": str(tiny_model_path)}, loss={"name": "ListNetLoss"},
+                  training={"output_dir": str(tmp_path / "run"), "max_steps": 1})
+    train, eval_ = prepare_training_data(parse_config(config, "train"))
+    assert train == str(tmp_path / "run" / "teacher-scores") and eval_ is None
+    assert pq.read_table(train).column_names == ["query", "docs", "scores"]
 
 
 # ------------------------------------------------------------------------------------------ recipes
@@ -331,6 +416,7 @@ RECIPES = {
     "listwise_lambda.yaml": ("train", "evaluate"),
     "nli_classification.yaml": ("train", "evaluate"),
     "distill_margin_mse.yaml": ("train", "evaluate"),
+    "distill_listwise.yaml": ("score", "train", "evaluate"),
     "hpo_sweep.yaml": ("tune", "train"),
     "mine_hard_negatives.yaml": ("mine",),
 }

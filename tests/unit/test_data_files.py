@@ -31,6 +31,8 @@ def test_directories_expand_sorted_and_empty_ones_are_errors(tmp_path):
     pq.write_table(pa.Table.from_pylist(ROWS[1:]), tmp_path / "b.parquet")
     pq.write_table(pa.Table.from_pylist(ROWS[:1]), tmp_path / "a.parquet")
     (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / ".raycross-mined.json").write_text("{}")  # bookkeeping files: hidden or "_", never data
+    (tmp_path / "_SUCCESS.json").write_text("{}")
     assert [p.rsplit("/", 1)[-1] for p in data_files(tmp_path)] == ["a.parquet", "b.parquet"]
     assert to_arrow(str(tmp_path)).to_pylist() == ROWS
     empty = tmp_path / "empty"

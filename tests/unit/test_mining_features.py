@@ -118,6 +118,14 @@ def test_parquet_output_streams_the_same_rows(small, tmp_path):
     assert from_disk.to_list() == in_memory.to_list()
     with pytest.raises(ValueError, match="already holds"):
         mine_hard_negatives(pairs, ref.cheap_embed, output_path=str(tmp_path / "out"), **kw)
+    # the run's marker (written last) tells a finished output from a killed run's; readers skip it
+    from raycross.data import to_arrow
+    from raycross.mining.output import mined_output_complete
+
+    assert mined_output_complete(tmp_path / "out")
+    assert to_arrow(str(tmp_path / "out")).to_pylist() == in_memory.to_list()
+    sorted((tmp_path / "out").glob("part-*.parquet"))[-1].unlink()
+    assert not mined_output_complete(tmp_path / "out")
 
 
 def test_ivf_with_all_lists_probed_and_numpy_search_equal_exact_faiss(small):
