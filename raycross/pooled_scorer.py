@@ -337,4 +337,6 @@ class PooledScoreModel(nn.Module):
             else:
                 step = Normalize(**{k: v for k, v in config.items() if k in ("module_input_name", "module_output_name")})
             steps.append(step)
-        return cls(encoder, pooling_modes(pooling_config), steps, bool(pooling_config.get("include_prompt", True)))
+        dtype = next(encoder.parameters()).dtype  # e.g. model_kwargs={"dtype": "bfloat16"}: the head follows
+        return cls(encoder, pooling_modes(pooling_config), [step.to(dtype) for step in steps],
+                   bool(pooling_config.get("include_prompt", True)))

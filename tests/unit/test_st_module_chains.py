@@ -171,6 +171,13 @@ def test_llm_chain_trains_with_a_listwise_loss_and_reloads_its_best_checkpoint(c
     np.testing.assert_allclose(raw(st_model(exported), prompt_name="judge"), raw(model, prompt_name="judge"), atol=ATOL)
 
 
+def test_chain_loads_in_bfloat16_with_its_head(chain_dirs):
+    full = CrossEncoder(str(chain_dirs["qwen3_lasttoken"]), device="cpu")
+    half = CrossEncoder(str(chain_dirs["qwen3_lasttoken"]), device="cpu", model_kwargs={"dtype": "bfloat16"})
+    assert {p.dtype for p in half.hf_model.parameters()} == {torch.bfloat16}
+    np.testing.assert_allclose(raw(half), raw(full), atol=0.05)
+
+
 def test_checkpoint_weights_load_into_the_chain(chain_dirs, tmp_path):
     source = CrossEncoder(str(chain_dirs["bert_weightedmean_residual"]), device="cpu")
     with torch.no_grad():
