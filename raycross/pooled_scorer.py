@@ -212,6 +212,11 @@ class PooledScoreModel(nn.Module):
                  include_prompt: bool = True) -> None:
         super().__init__()
         self.encoder = encoder
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            # BERT-style encoders' own pooler is off the score path (the chain reads last_hidden_state): frozen, so
+            # DDP sees no parameter without a gradient; sentence-transformers never changes it either
+            pooler.requires_grad_(False)
         self.modes = tuple(modes)
         self.include_prompt = include_prompt
         self.steps = nn.ModuleList(steps)
@@ -332,4 +337,6 @@ class PooledScoreModel(nn.Module):
             else:
                 step = Normalize(**{k: v for k, v in config.items() if k in ("module_input_name", "module_output_name")})
             steps.append(step)
-        return cls(encoder, pooling_modes(pooling_config), steps, bool(pooling_config.get("include_prompt", True)))
+        dtype = next(encoder.parameters()).dtype  # e.g. model_kwargs={"dtype": "bfloat16"}: the head follows
+        return cls(encoder, pooling_modes(pooling_config), [step.to(dtype) for step in steps],
+                   bool(pooling_config.get("include_prompt", True)))

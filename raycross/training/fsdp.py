@@ -38,6 +38,7 @@ _METADATA = ".metadata"
 LAYER_PATHS = (
     "bert.encoder.layer", "roberta.encoder.layer", "xlm_roberta.encoder.layer", "electra.encoder.layer",
     "deberta.encoder.layer", "encoder.layer", "model.layers", "transformer.h", "model.decoder.layers",
+    "encoder.encoder.layer", "encoder.layers",  # a Transformer + Pooling + Dense chain (raycross.pooled_scorer)
 )
 
 

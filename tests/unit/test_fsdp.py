@@ -126,6 +126,15 @@ def _worker(rank: int, world: int, init_file: str, model_path: str, out: str, mo
             causal = _load(causal_path, adapter=True, targets=["q_proj", "v_proj"])
             fsdp.shard_model(causal, torch.device("cpu"))
             result["causal_fsdp"], _ = _train(causal, world, rank, steps=2, scores=True)
+            # a Transformer + Pooling + Dense chain (sentence-transformers module model): the head trains too
+            chain_path = str(Path(model_path).parent / "chain")
+            chain = _load(chain_path)
+            chain.wrap_for_training("ddp")
+            result["chain_ddp"], _ = _train(chain, world, rank, steps=2, scores=True)
+            chain = _load(chain_path)
+            fsdp.shard_model(chain, torch.device("cpu"))
+            result["chain_layers_sharded"] = sum(fsdp.is_sharded(m) for m in fsdp.transformer_layers(chain.hf_model))
+            result["chain_fsdp"], _ = _train(chain, world, rank, steps=2, scores=True)
             # activation checkpointing + bf16 mixed precision
             ac = _load(model_path)
             ac.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -174,11 +183,13 @@ def _merge_rank_dirs(tmp_path: Path, prefix: str, world: int, target: str) -> Pa
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
     from tests.conftest import make_tiny_causal_model, make_tiny_decoder, make_tiny_model
+    from tests.unit.test_st_module_chains import build_chain
 
     root = tmp_path_factory.mktemp("fsdp")
     model_path = make_tiny_model(root / "model", num_layers=3, seed=0)
     make_tiny_decoder(root / "qwen3", "qwen3")
     make_tiny_causal_model(root / "causal", arch="qwen3")
+    build_chain("bert_cls_two_dense", make_tiny_model(root / "encoder", encoder_only=True, num_layers=3), root / "chain")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     _spawn(root, 2, model_path, "write")
     _merge_rank_dirs(root, "ckpt", 2, "merged")
@@ -198,6 +209,14 @@ def test_fsdp_shards_a_qwen3_reranker_per_layer_and_follows_ddp(fsdp_run):
     _, _, results = fsdp_run
     assert results[0]["qwen_layers_sharded"] == 2
     assert results[0]["qwen_fsdp"] == pytest.approx(results[0]["qwen_ddp"], abs=1e-5)
+
+
+def test_fsdp_shards_a_pooled_module_chain_per_layer_and_follows_ddp(fsdp_run):
+    _, _, results = fsdp_run
+    assert results[0]["chain_layers_sharded"] == 3
+    ddp = results[0]["chain_ddp"]
+    assert ddp[0] != ddp[-1]
+    assert results[0]["chain_fsdp"] == pytest.approx(ddp, abs=1e-5)
 
 
 def test_fsdp_with_lora_on_a_causal_reranker_follows_ddp(fsdp_run):

@@ -17,19 +17,14 @@ from torch import nn
 from raycross import CrossEncoder
 from raycross.evaluation import CrossEncoderRerankingEvaluator
 from raycross.losses import BinaryCrossEntropyLoss, ListNetLoss
-from raycross.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+from raycross.training import CrossEncoderTrainer
 from raycross.training.checkpoints import load_model_weights
 from tests.conftest import make_tiny_model, tiny_rerank_task
+from tests.unit.test_causal import ATOL, PAIRS
+from tests.unit.test_causal_training import args_for as train_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-PAIRS = [
-    ("the man", "a dog"),
-    ("what is a cat", "an animal that people keep in the house " * 3),
-    ("who", "is it"),
-    ("yes the", "no more words here for you"),
-]
-ATOL = 1e-5
 CHAINS = ("bert_cls_two_dense", "bert_weightedmean_residual", "bert_mean_max_normalize_3_labels", "qwen3_lasttoken")
 
 
@@ -123,11 +118,16 @@ def test_padding_free_switch_changes_nothing(chain_dirs):
         np.testing.assert_array_equal(raw(model), on)
 
 
-def train_args(path, **kwargs):
-    base = dict(num_train_epochs=1, per_device_train_batch_size=16, learning_rate=3e-3, logging_steps=4,
-                save_strategy="no", disable_tqdm=True, seed=3, warmup_ratio=0.0)
-    base.update(kwargs)
-    return CrossEncoderTrainingArguments(str(path), **base)
+def test_every_trainable_parameter_gets_a_gradient(chain_dirs):
+    # DDP (Ray Train workers) refuses parameters without gradients: BERT's own pooler is off the score path
+    for kind in ("bert_cls_two_dense", "qwen3_lasttoken"):
+        model = CrossEncoder(str(chain_dirs[kind]), device="cpu").train()
+        model(model.preprocess(PAIRS)).sum().backward()
+        trainable = {n: p for n, p in model.hf_model.named_parameters() if p.requires_grad}
+        assert trainable and all(p.grad is not None for p in trainable.values()), \
+            [n for n, p in trainable.items() if p.grad is None]
+        frozen = [n for n, p in model.hf_model.named_parameters() if not p.requires_grad]
+        assert frozen == ([] if kind.startswith("qwen3") else ["encoder.pooler.dense.weight", "encoder.pooler.dense.bias"])
 
 
 def test_trained_chain_loads_in_sentence_transformers(chain_dirs, tmp_path):
@@ -171,6 +171,13 @@ def test_llm_chain_trains_with_a_listwise_loss_and_reloads_its_best_checkpoint(c
     np.testing.assert_allclose(raw(st_model(exported), prompt_name="judge"), raw(model, prompt_name="judge"), atol=ATOL)
 
 
+def test_chain_loads_in_bfloat16_with_its_head(chain_dirs):
+    full = CrossEncoder(str(chain_dirs["qwen3_lasttoken"]), device="cpu")
+    half = CrossEncoder(str(chain_dirs["qwen3_lasttoken"]), device="cpu", model_kwargs={"dtype": "bfloat16"})
+    assert {p.dtype for p in half.hf_model.parameters()} == {torch.bfloat16}
+    np.testing.assert_allclose(raw(half), raw(full), atol=0.05)
+
+
 def test_checkpoint_weights_load_into_the_chain(chain_dirs, tmp_path):
     source = CrossEncoder(str(chain_dirs["bert_weightedmean_residual"]), device="cpu")
     with torch.no_grad():
@@ -181,6 +188,30 @@ def test_checkpoint_weights_load_into_the_chain(chain_dirs, tmp_path):
     assert not np.allclose(raw(target), raw(source))
     load_model_weights(target.hf_model, tmp_path / "ckpt")
     np.testing.assert_array_equal(raw(target), raw(source))
+
+
+def test_hub_chain_fetches_the_head_without_the_transformer_weights(chain_dirs, monkeypatch):
+    import huggingface_hub
+
+    from raycross import st_modules
+    from raycross.pooled_scorer import PooledScoreModel
+
+    saved, fetched = chain_dirs["bert_cls_two_dense"], []
+
+    def fake_download(repo_id, filename, **kwargs):  # the hub, served from a local save
+        fetched.append(filename)
+        if not (saved / filename).is_file():
+            raise FileNotFoundError(filename)
+        return str(saved / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    layout = st_modules.read_layout(st_modules.fetch_layout("someone/chain"))
+    assert layout.task == "feature-extraction" and layout.steps == [("Dense", "2_Dense"), ("Dense", "3_Dense")]
+    assert {"2_Dense/model.safetensors", "3_Dense/model.safetensors"} <= set(fetched) and "model.safetensors" not in fetched
+    local = CrossEncoder(str(saved), device="cpu").hf_model
+    head = PooledScoreModel.from_directory(local.encoder, layout.root, layout.pooling_dir, layout.steps)
+    for ours, theirs in zip(head.steps, local.steps):
+        assert torch.equal(ours.linear.weight, theirs.linear.weight)
 
 
 def edit_modules(path, transform):
