@@ -119,7 +119,7 @@ def memory(data: str, out: Path, streaming: bool, workers: int, batch_size: int,
     model = CrossEncoder(tiny_model(out / "tiny-bert"), device="cpu")
     args = CrossEncoderTrainingArguments(
         str(report / "run"), max_steps=max_steps, per_device_train_batch_size=batch_size, learning_rate=1e-4,
-        num_workers=workers, resources_per_worker={"CPU": 1}, streaming=streaming, streaming_window=window,
+        num_workers=workers, resources_per_worker={"CPU": 0.5}, streaming=streaming, streaming_window=window,
         save_strategy="no", report_to=[], logging_steps=10**9, seed=1, disable_tqdm=True,
     )
     started = time.perf_counter()

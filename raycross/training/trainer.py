@@ -231,7 +231,7 @@ class CrossEncoderTrainer:
                 checkpoint; ``False``: start fresh, deleting the checkpoints a previous run left in the same
                 place (``output_dir``, or ``storage_path/run_name``).
         """
-        check_resources(self.args)
+        check_resources(self.args, streamed=bool(self.streamed))
         if self.args.num_workers > 0:
             from raycross.ray_connect import check_reachable
 
@@ -315,6 +315,7 @@ class CrossEncoderTrainer:
             from raycross.ray_connect import init_ray
 
             init_ray()
+            check_resources(args, streamed=bool(self.streamed))  # against the instance just started
         use_gpu = args.use_gpu
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers

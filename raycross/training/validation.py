@@ -256,8 +256,9 @@ def check_strategies(args: CrossEncoderTrainingArguments, has_eval_data: bool, h
         )
 
 
-def check_resources(args: CrossEncoderTrainingArguments) -> None:
-    """Without workers: a GPU asked for must exist. With workers: the Ray cluster must fit them."""
+def check_resources(args: CrossEncoderTrainingArguments, streamed: bool = False) -> None:
+    """Without workers: a GPU asked for must exist. With workers: the Ray cluster must fit them (and, when
+    data streams from Ray Data, leave Ray Data a CPU)."""
     import torch
 
     if args.num_workers == 0:
@@ -281,3 +282,18 @@ def check_resources(args: CrossEncoderTrainingArguments) -> None:
                 f"num_workers={args.num_workers} x resources_per_worker {per_worker} needs {need:g} {resource}, "
                 f"but the Ray cluster has {have:g} (use fractional resources, e.g. {{'CPU': 0.5}}, or fewer workers)"
             )
+    if not streamed:
+        return
+    # Streamed data comes from Ray Data read tasks (1 CPU each) while the workers run: workers holding every
+    # CPU starve them and the first batch never comes. An elastic run may grow to max_workers.
+    workers = max(args.num_workers, args.max_workers or 0)
+    left = total.get("CPU", 0) - per_worker["CPU"] * workers
+    if left < 1:
+        fit = (total.get("CPU", 0) - 1) / workers
+        hint = f"resources_per_worker={{'CPU': {fit:g}}}" if fit > 0 else "fewer workers"
+        raise ValueError(
+            f"{workers} workers x resources_per_worker {per_worker} hold {per_worker['CPU'] * workers:g} of the Ray "
+            f"cluster's {total.get('CPU', 0):g} CPU, leaving {max(left, 0):g} for Ray Data, whose tasks (1 CPU each) "
+            f"feed the streamed data to the workers: training would wait forever for its first batch (use {hint}, "
+            "or streaming=False)"
+        )

@@ -58,6 +58,12 @@ def test_too_few_cluster_resources_are_refused_before_workers_start(ray_session,
     trainer = CrossEncoderTrainer(model, args, train_dataset=make_rows(8, seed=3))
     with pytest.raises(ValueError, match=rf"needs {2 * total:g} CPU, but the Ray cluster has {total:g}"):
         trainer.train()
+    # streaming workers that fit but hold every CPU would starve Ray Data's read tasks (no first batch ever)
+    args = CrossEncoderTrainingArguments(str(tmp_path / "out"), num_workers=2, resources_per_worker={"CPU": total / 2},
+                                         save_strategy="no", streaming=True)
+    trainer = CrossEncoderTrainer(model, args, train_dataset=make_rows(8, seed=3))
+    with pytest.raises(ValueError, match=rf"leaving 0 for Ray Data.*resources_per_worker={{'CPU': {(total - 1) / 2:g}}}"):
+        trainer.train()
 
 
 def test_ray_dataset_streams_in_process_every_row_once(ray_session, tmp_path, tiny_model_path):
