@@ -57,6 +57,7 @@ class Batch:
     seed: int = 0
     plan: ScorePlan | None = None
     prompt: str | None = None  # the dataset's training prompt (argument ``prompts``)
+    weight: float = 1.0  # 0 for a padding batch (no rows left for this worker at the epoch's end)
 
     @property
     def loss_inputs(self) -> ScorePlan | list[list[Any]]:

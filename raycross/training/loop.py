@@ -3,8 +3,10 @@ worker; only the :mod:`~raycross.training.runtime` differs.
 
 One optimizer step, top to bottom (:meth:`TrainingLoop.train`):
 
-1. the epoch's plan: which dataset each micro-batch comes from (:func:`dataset_schedule`, seeded, equal on
-   all workers) and that dataset's batches of row indices (:func:`fixed_epoch_batches`, per shard);
+1. the epoch's plan (:class:`~raycross.training.epoch_plan.EpochPlan`): which dataset each micro-step draws
+   from (seeded, equal on all workers) and which global batch of it each worker takes; an in-memory
+   dataset's batches of row indices are cut from the whole dataset (:func:`fixed_epoch_batches`), a
+   streamed one's come from the worker's shard;
 2. a background thread gathers the texts and labels of the next batches, asks each batch's loss which
    pairs it scores (``loss.plan(inputs)``) and tokenizes exactly those ahead (:class:`BatchStream`);
 3. ``loss(batch.plan, labels)`` under autocast, divided by the accumulation count, ``backward`` inside
@@ -59,6 +61,7 @@ from raycross.training.checkpoints import (
     write_json,
 )
 from raycross.training import fsdp
+from raycross.training.epoch_plan import EpochPlan
 from raycross.training.evaluate import autocast_for, evaluate_model
 from raycross.training.export import raise_if_no_space
 from raycross.training.progress import Progress
@@ -119,7 +122,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from raycross.training.runtime import RayRuntime
 
     job = config["job"]
-    run_training(job, RayRuntime(resume_from=job.resume_from))
+    run_training(job, RayRuntime(resume_from=job.resume_from, tables=config.get("tables")))
 
 
 def run_training(job: TrainJob, runtime: Any) -> LoopOutput:
@@ -165,7 +168,12 @@ class TrainingLoop:
             is_local_process_zero=self.is_main,
         )
         self.control = TrainerControl()
-        self.position = (0, 0)  # (epoch index, next micro-batch of that epoch)
+        self.position = (0, 0)  # (epoch index, next micro-step of that epoch's plan)
+        # the rest of the epoch a resume continues on another worker count than the checkpoint's (else None)
+        self.resumed_plan: EpochPlan | None = None
+        self.resumed_epoch = -1
+        self.plan_offset = 0  # micro-steps of the epoch before the resumed plan's first one
+        self._plan_cache: tuple[int, EpochPlan] | None = None
         self.last_eval_metrics: dict[str, float] = {}
         self.last_eval_step = -1
         self.last_save_step = -1
@@ -204,32 +212,58 @@ class TrainingLoop:
             if name in self.job.streamed:
                 self.streams[name], natural[name] = self._stream(index, name, spec)
                 continue
+            # every worker holds the whole dataset (zero-copy on Ray) and cuts the same global batches from it
             table = self.rt.train_table(name, spec.columns)
             self._check_rows(spec, self.job.losses[name], table)
             shard = Shard(table, spec.input_columns, spec.label_column)
             if shard.num_rows == 0:
-                raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
+                raise ValueError(f"train_dataset {name!r} has no rows")
             self.shards[name] = shard
             self.samplers[name] = ShardSampler(
                 args.batch_sampler, shard.num_rows, args.per_device_train_batch_size, args.seed,
                 drop_last=args.dataloader_drop_last,
                 text_ids=shard.text_ids() if args.batch_sampler is BatchSamplers.NO_DUPLICATES else None,
                 labels=shard.label_array() if args.batch_sampler is BatchSamplers.GROUP_BY_LABEL else None,
-                stream=(index, self.rt.rank), lengths=shard.text_lengths() if args.group_by_length else None,
+                stream=(index, 0), lengths=shard.text_lengths() if args.group_by_length else None,
             )
-        # every worker takes the same number of batches of each dataset per epoch: no hang on uneven shards
-        for name, sampler in self.samplers.items():
-            natural[name] = sampler.natural_num_batches()
-        self.num_batches = [self.rt.all_reduce_min(natural[n]) for n in self.names]
-        for name, count in zip(self.names, self.num_batches):
+            natural[name] = self.samplers[name].natural_num_batches()
+        # per dataset: global batches per epoch (in memory; equal on every worker) or batches per worker
+        # (streamed; the fewest any worker's shard promises): every worker takes the same number of steps
+        self.full_batches = [self.rt.all_reduce_min(natural[n]) for n in self.names]
+        for name, count in zip(self.names, self.full_batches):
             if count < 1:
                 raise ValueError(f"train_dataset {name!r}: a worker's shard yields no batch with the chosen sampler")
+        self.num_batches = self._worker_steps(self.rt.world_size)
         self.eval_shards: dict[str, Shard] = {}
         if self.job.eval_specs and (self.is_main or args.shard_eval):
             for name, spec in self.job.eval_specs.items():
                 table = self.rt.eval_table(name, spec.columns)
                 self._check_rows(spec, self.job.eval_losses[name], table)
                 self.eval_shards[name] = Shard(table, spec.input_columns, spec.label_column)
+
+    def _worker_steps(self, world_size: int) -> list[int]:
+        """Micro-steps per worker of each dataset in a whole epoch on `world_size` workers."""
+        return [count if name in self.streams else math.ceil(count / world_size)
+                for name, count in zip(self.names, self.full_batches)]
+
+    def _global_full(self, world_size: int) -> list[int]:
+        """Global batches of each dataset in a whole epoch on `world_size` workers (streamed: W per step)."""
+        if world_size == self.rt.world_size:
+            streamed = {n: c for n, c in zip(self.names, self.full_batches) if n in self.streams}
+        else:  # what the shards of the checkpoint's worker count promised
+            streamed = {n: self._stream_batches(self.job.streamed[n], world_size) for n in self.streams}
+        return [streamed[n] * world_size if n in streamed else c for n, c in zip(self.names, self.full_batches)]
+
+    def _stream_batches(self, total_rows: int, world_size: int) -> int:
+        """Batches per epoch each of `world_size` streamed shards promises (Ray splits rows equally)."""
+        args = self.args
+        rows = total_rows // world_size
+        return nominal_batches(args.batch_sampler, rows, args.per_device_train_batch_size, args.dataloader_drop_last)
+
+    def _first_plan(self, epoch: int, world_size: int | None = None) -> EpochPlan:
+        world_size = world_size or self.rt.world_size
+        return EpochPlan.first(self.args.multi_dataset_batch_sampler, self._global_full(world_size), world_size,
+                               self.args.seed, epoch)
 
     def _check_rows(self, spec: DatasetSpec, loss: Any, table: Any) -> None:
         """Check the rows of a shard the driver could not check (lazy Ray data), naming the worker's row."""
@@ -241,7 +275,7 @@ class TrainingLoop:
         """A streamed dataset of this worker: blocks through a window; its promised batches per epoch."""
         args = self.args
         total = self.job.streamed[name]
-        rows = total // self.rt.world_size if self.rt.is_ray else total
+        rows = total // self.rt.world_size
         if rows == 0:
             raise ValueError(f"worker {self.rt.rank} received no rows of train_dataset {name!r}")
         block_rows = max(args.per_device_train_batch_size, min(8192, args.streaming_window // 4))
@@ -259,19 +293,17 @@ class TrainingLoop:
             args.seed, window_rows=args.streaming_window, drop_last=args.dataloader_drop_last,
             group_by_length=args.group_by_length, stream=(index, self.rt.rank), row_check=row_check,
         )
-        return stream, nominal_batches(args.batch_sampler, rows, args.per_device_train_batch_size,
-                                       args.dataloader_drop_last)
+        return stream, self._stream_batches(total, self.rt.world_size)
 
     def _data_state(self) -> dict[str, Any] | None:
         """Where the streamed datasets stand (recorded with a checkpoint; resume replays up to there)."""
         if not self.streams:
             return None
         epoch, micro = self.position
-        schedule = dataset_schedule(self.args.multi_dataset_batch_sampler, self.num_batches, self.args.seed, epoch)
-        done = np.bincount(schedule[:micro], minlength=len(self.names))
+        done = self._plan_of(epoch).done(micro)
         return {
             "epoch": epoch, "streaming_window": self.args.streaming_window, "world_size": self.rt.world_size,
-            "batches_done": {n: int(done[i]) for i, n in enumerate(self.names) if n in self.streams},
+            "batches_done": {n: done[i] // self.rt.world_size for i, n in enumerate(self.names) if n in self.streams},
             "batches_per_epoch": {n: int(self.num_batches[i]) for i, n in enumerate(self.names) if n in self.streams},
         }
 
@@ -296,6 +328,12 @@ class TrainingLoop:
         else:
             self.max_steps = math.ceil(args.num_train_epochs * self.updates_per_epoch)
             self.num_epochs = math.ceil(args.num_train_epochs)
+
+        self._set_intervals()
+
+    def _set_intervals(self) -> None:
+        """Logging, evaluation and save intervals in steps (a fraction is of ``max_steps``)."""
+        args = self.args
 
         def every(strategy: IntervalStrategy, value: float | None) -> int | None:
             return args.resolve_steps(value, self.max_steps) if strategy is IntervalStrategy.STEPS else None
@@ -385,14 +423,9 @@ class TrainingLoop:
                     "best_model_checkpoint", "num_input_tokens_seen"):
             setattr(self.state, key, getattr(saved, key))
         self.position = (progress.epoch, progress.micro_step)
-        if progress.world_size != self.rt.world_size and progress.micro_step:
-            # the same share of the epoch's rows done: micro-batches count per worker
-            done = math.ceil(progress.micro_step * progress.world_size / self.rt.world_size)
-            self.position = (progress.epoch, done)
-            if self.is_main:
-                logger.info("Checkpoint written by %d workers, resuming on %d: micro-batch %d of epoch %d "
-                            "becomes %d", progress.world_size, self.rt.world_size, progress.micro_step,
-                            progress.epoch, done)
+        self._continue_epoch(progress)
+        if progress.world_size != self.rt.world_size and self.args.max_steps <= 0:
+            self._reschedule(directory)
         self.last_eval_metrics = dict(progress.eval_metrics)
         self.last_eval_step = progress.last_eval_step
         self.last_save_step = self.state.global_step
@@ -408,6 +441,68 @@ class TrainingLoop:
         elif self.is_main:
             logger.info("Resumed from %s at step %d (epoch %d, micro-batch %d)", directory,
                         self.state.global_step, *self.position)
+
+    def _plan_of(self, epoch: int) -> EpochPlan:
+        """The plan of `epoch`: the resumed rest for the epoch a resume continues, else a whole epoch's."""
+        if self.resumed_plan is not None and self.resumed_epoch == epoch:
+            return self.resumed_plan
+        if self._plan_cache is None or self._plan_cache[0] != epoch:
+            self._plan_cache = (epoch, self._first_plan(epoch))
+        return self._plan_cache[1]
+
+    def _continue_epoch(self, progress: Progress) -> None:
+        """Continue the checkpoint's epoch: its own plan on the same worker count; on another, the rest of
+        the epoch from the global batches trained (in memory: exactly; streamed: at the same share)."""
+        self.resumed_plan, self.resumed_epoch, self.plan_offset = None, -1, 0  # a previous candidate's
+        epoch, micro, written = progress.epoch, progress.micro_step, progress.world_size
+        args, world = self.args, self.rt.world_size
+        kind = args.multi_dataset_batch_sampler
+        recorded = bool(progress.plan_totals) and set(progress.plan_totals) == set(self.names)
+        if recorded:  # the checkpoint itself continued an epoch on another worker count
+            plan = EpochPlan.rest(kind, [progress.plan_totals[n] for n in self.names],
+                                  [progress.plan_start[n] for n in self.names], written, args.seed, epoch)
+            offset = progress.plan_offset
+        else:
+            plan, offset = self._first_plan(epoch, written), 0
+        if written == world:
+            if recorded:
+                self.resumed_plan, self.resumed_epoch, self.plan_offset = plan, epoch, offset
+            return
+        done, totals = plan.done(micro), list(plan.totals)
+        for d, name in enumerate(self.names):
+            if name in self.streams:  # this worker count's shards hold other rows: the same share of them
+                count = self.num_batches[d]
+                share = done[d] / totals[d] if totals[d] else 0.0
+                totals[d], done[d] = count * world, min(count, math.ceil(share * count)) * world
+        self.resumed_plan = EpochPlan.rest(kind, totals, done, world, args.seed, epoch)
+        self.resumed_epoch, self.plan_offset, self.position = epoch, offset + micro, (epoch, 0)
+        if self.is_main:
+            logger.info("Checkpoint written by %d workers, resuming on %d: epoch %d continues after global batches "
+                        "%s of %s (in-memory data: exactly the batches not trained yet; streamed data: the same "
+                        "share of each worker's shard)", written, world, epoch, dict(zip(self.names, done)),
+                        dict(zip(self.names, totals)))
+
+    def _reschedule(self, directory: Path) -> None:
+        """An epoch-based run resumed on another worker count: its remaining steps are the rest of the
+        epoch plus the remaining whole epochs on this worker count; the learning-rate schedule ends there."""
+        args = self.args
+        epoch = self.position[0]
+        rest = len(self._plan_of(epoch).schedule) - self.position[1]
+        remaining = updates_per_epoch(rest, args.gradient_accumulation_steps) if rest else 0
+        remaining += max(0, self.num_epochs - epoch - 1) * self.updates_per_epoch
+        max_steps = self.state.global_step + remaining
+        if max_steps == self.max_steps:
+            return
+        self.max_steps = self.state.max_steps = max_steps
+        self._set_intervals()
+        if self.job.optimizers[1] is None and not self.plateau:
+            lrs = [group["lr"] for group in self.optimizer.param_groups]
+            self.scheduler = create_scheduler(self.optimizer, args.lr_scheduler_type, args.get_warmup_steps(max_steps),
+                                              max_steps, args.lr_scheduler_kwargs)
+            if (directory / SCHEDULER).is_file():
+                load_scheduler_state(self.scheduler, load_state(directory / SCHEDULER))
+            for group, lr in zip(self.optimizer.param_groups, lrs):  # the next step takes the new schedule's
+                group["lr"] = lr
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> LoopOutput:
@@ -429,27 +524,35 @@ class TrainingLoop:
         """One epoch (or its rest after a resume); True when training must stop."""
         args, state = self.args, self.state
         accumulation = args.gradient_accumulation_steps
-        schedule = dataset_schedule(args.multi_dataset_batch_sampler, self.num_batches, args.seed, epoch)
+        plan = self._plan_of(epoch)
+        schedule, world, rank = plan.schedule, plan.world_size, self.rt.rank
         step_plan = epoch_step_plan(schedule, self.names)
         batches = {name: fixed_epoch_batches(self.samplers[name], epoch, count)
-                   for name, count in zip(self.names, self.num_batches) if name not in self.streams}
+                   for name, count in zip(self.names, self.full_batches) if name not in self.streams}
         start = self.position[1] if epoch == self.position[0] else 0
-        skipped = np.bincount(schedule[:start], minlength=len(self.names))
-        streamed = {name: self.streams[name].epoch(epoch, count, skip=int(skipped[d]))
-                    for d, (name, count) in enumerate(zip(self.names, self.num_batches)) if name in self.streams}
+        done = plan.done(start)  # streamed: per-worker batches are global ones / W
+        streamed = {name: self.streams[name].epoch(epoch, (plan.start[d] + steps * world) // world,
+                                                   skip=done[d] // world)
+                    for d, (name, steps) in enumerate(zip(self.names, plan.steps)) if name in self.streams}
         remaining_updates = self.max_steps - state.global_step
         stop_at = min(len(step_plan), start + remaining_updates * accumulation)
+        # a resumed plan (another worker count) numbers its steps on from where the epoch stood
+        offset = self.plan_offset if plan is self.resumed_plan else 0
 
         def make_batch(i: int) -> Batch:
             name, j = step_plan[i]
-            seed = batch_seed(args.seed, epoch, i, self.rt.rank)
+            seed = batch_seed(args.seed, epoch, offset + i, rank)
             prompt = dataset_prompt(args.prompts, name)
             if name in streamed:  # the next batch of the stream (steps are built in order)
                 inputs, labels, rows = next(streamed[name])
                 return Batch(name, inputs, labels, rows, seed=seed, prompt=prompt)
-            rows = batches[name][j]
+            d = self.names.index(name)
+            index = plan.global_batch(d, j, rank)
+            padding = index >= plan.totals[d]  # no batch left for this worker: weight 0, same step count
+            rows = batches[name][index % len(batches[name])]
             inputs, labels = self.shards[name].batch(rows)
-            return Batch(name, inputs, labels, len(rows), seed=seed, prompt=prompt)
+            return Batch(name, inputs, labels, 0 if padding else len(rows), seed=seed, prompt=prompt,
+                         weight=0.0 if padding else 1.0)
 
         if start == 0:
             self.control = self.handler.call("on_epoch_begin", args, state, self.control, model=self.model)
@@ -470,22 +573,22 @@ class TrainingLoop:
             with self.model.gradient_sync(last_in_group):
                 with self._autocast():
                     out = call_loss(self.job.losses[batch.dataset], batch.loss_inputs, batch.labels, batch.prompt)
-                loss = _total(out)
+                loss = _total(out) * batch.weight
                 scaled = loss / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             step_loss += loss.detach() / group_size
             if isinstance(out, dict):
                 for key, value in out.items():
-                    components[key] = components.get(key, 0.0) + value.detach().float() / group_size
+                    components[key] = components.get(key, 0.0) + value.detach().float() * batch.weight / group_size
             self.clock.samples += batch.num_rows
-            tokens += batch.num_tokens
+            tokens += batch.num_tokens if batch.weight else 0
             if not last_in_group:
                 self.control = self.handler.call("on_substep_end", args, state, self.control)
                 continue
 
             grad_norm, stepped = self._optimizer_step(step_loss)
             state.global_step += 1
-            state.epoch = epoch + (i + 1) / len(step_plan)
+            state.epoch = epoch + (offset + i + 1) / (offset + len(step_plan))
             state.num_input_tokens_seen += tokens
             self.clock.tokens += tokens
             tokens = 0
@@ -701,8 +804,13 @@ class TrainingLoop:
             if self.is_main:
                 state.save_to_json(str(directory / TRAINER_STATE))
                 write_json(directory / TRAINING_ARGS, self.args.to_dict())
+                plan = self._plan_of(self.position[0])
+                resumed = plan is self.resumed_plan
                 Progress(  # written last: its file sizes tell a complete checkpoint from a truncated one
                     epoch=self.position[0], micro_step=self.position[1], metrics=metrics,
+                    plan_start=dict(zip(self.names, plan.start)) if resumed else {},
+                    plan_totals=dict(zip(self.names, plan.totals)) if resumed else {},
+                    plan_offset=self.plan_offset if resumed else 0,
                     eval_metrics=self.last_eval_metrics, last_eval_step=self.last_eval_step,
                     finished=state.global_step >= self.max_steps, world_size=self.rt.world_size,
                     max_steps=self.max_steps, path=path, data_state=self._data_state(),

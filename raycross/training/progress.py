@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 PROGRESS = "raycross_progress.json"
-PROGRESS_VERSION = 1
+PROGRESS_VERSION = 2  # 2: plan_start, plan_totals, plan_offset (resume on another worker count)
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Progress:
 
     Attributes:
         epoch: the epoch the run continues in.
-        micro_step: the next micro-batch of that epoch (in the per-worker plan of ``world_size`` workers).
+        micro_step: the next micro-step of that epoch's plan on ``world_size`` workers.
         metrics: the metrics reported with the checkpoint (rotation ranks by them).
         eval_metrics: the last evaluation's metrics.
         last_eval_step: the step of the last evaluation (-1: none yet).
@@ -37,6 +37,11 @@ class Progress:
         max_steps: the run's ``max_steps`` when this was written.
         path: where the checkpoint was persisted (a local path or a URI).
         data_state: the position inside a streamed epoch (owned by the streaming data layer), if any.
+        plan_start: when the epoch continued on another worker count than it began with: the global batches
+            of each training dataset trained before that plan (see :mod:`raycross.training.epoch_plan`);
+            empty for an epoch that runs its whole-epoch plan.
+        plan_totals: then, the global batches of each dataset the epoch trains.
+        plan_offset: then, the epoch's micro-steps before that plan (per-step seeds continue from it).
         files: size in bytes of every file of the checkpoint (relative path -> size), written last.
         version: the record's format version.
     """
@@ -51,6 +56,9 @@ class Progress:
     max_steps: int | None = None
     path: str | None = None
     data_state: dict[str, Any] | None = None
+    plan_start: dict[str, int] = field(default_factory=dict)
+    plan_totals: dict[str, int] = field(default_factory=dict)
+    plan_offset: int = 0
     files: dict[str, int] = field(default_factory=dict)
     version: int = PROGRESS_VERSION
 

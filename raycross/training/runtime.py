@@ -167,65 +167,16 @@ class LocalRuntime(SingleProcess):
             shutil.rmtree(path, ignore_errors=True)
 
 
-class RayRuntime:
-    """A Ray Train V2 worker: shards from ``ray.train.get_dataset_shard``, torch.distributed collectives,
-    checkpoints through ``ray.train.report`` (every rank reports; Ray merges the rank directories)."""
+class ProcessGroupCollectives:
+    """The collectives of a worker in a ``torch.distributed`` process group (needs ``world_size``, ``device``).
 
-    is_ray = True
+    Example:
+        >>> class Worker(ProcessGroupCollectives): ...  # doctest: +SKIP
+    """
 
-    def __init__(self, resume_from: str | None = None) -> None:
-        import ray.train
-        import ray.train.torch
+    world_size: int
+    device: torch.device
 
-        import ray.data
-
-        self._train = ray.train
-        ray.data.DataContext.get_current().enable_progress_bars = False  # one shard read per worker
-        context = ray.train.get_context()
-        self.world_size = context.get_world_size()
-        self.rank = context.get_world_rank()
-        self.device = ray.train.torch.get_device()
-        self.resume_from = resume_from
-        self.last_checkpoint: str | None = None
-        clean_stale_temp_dirs()
-
-    # ------------------------------------------------------------------ data
-    def train_table(self, name: str, columns: list[str]) -> pa.Table:
-        from raycross.training.tables import materialize
-
-        return materialize(self._train.get_dataset_shard(TRAIN_PREFIX + name), columns)
-
-    def eval_table(self, name: str, columns: list[str]) -> pa.Table | None:
-        from raycross.training.tables import materialize
-
-        return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
-
-    def train_blocks(self, name: str, columns: list[str], num_rows: int, block_rows: int, seed: int) -> Any:
-        """This worker's shard of a streamed training dataset, block by block through Ray Data (the split
-        is equal: ``num_rows // world_size`` rows per worker)."""
-        from raycross.data.blocks import RayShardBlocks
-
-        shard = self._train.get_dataset_shard(TRAIN_PREFIX + name)
-        return RayShardBlocks(shard, num_rows // self.world_size, block_rows, columns)
-
-    # ------------------------------------------------------------------ model
-    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
-                      bf16: bool = False) -> None:
-        """Move the model to this worker's device and wrap it for data-parallel training: FSDP2 sharding
-        (``parallel_strategy="fsdp"``), else DDP when there are several workers."""
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if parallel_strategy == "fsdp":
-            from raycross.training.fsdp import shard_model
-
-            shard_model(model, self.device, bf16=bf16)
-            return
-        model.to(self.device)
-        if self.world_size > 1:
-            kwargs = {"find_unused_parameters": True} if find_unused_parameters else {}
-            model.wrap_for_training("ddp", **kwargs)
-
-    # ------------------------------------------------------------------ collectives
     def _tensor(self, values: list[float], dtype: torch.dtype) -> torch.Tensor:
         device = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
         return torch.tensor(values, dtype=dtype, device=device)
@@ -257,6 +208,72 @@ class RayRuntime:
 
     def barrier(self) -> None:
         torch.distributed.barrier()
+
+
+class RayRuntime(ProcessGroupCollectives):
+    """A Ray Train V2 worker: in-memory training data whole from the object store, streamed and evaluation
+    data as shards from ``ray.train.get_dataset_shard``, torch.distributed collectives,
+    checkpoints through ``ray.train.report`` (every rank reports; Ray merges the rank directories)."""
+
+    is_ray = True
+
+    def __init__(self, resume_from: str | None = None, tables: dict[str, list[Any]] | None = None) -> None:
+        import ray.train
+        import ray.train.torch
+
+        import ray.data
+
+        self._train = ray.train
+        ray.data.DataContext.get_current().enable_progress_bars = False  # one shard read per worker
+        context = ray.train.get_context()
+        self.world_size = context.get_world_size()
+        self.rank = context.get_world_rank()
+        self.device = ray.train.torch.get_device()
+        self.resume_from = resume_from
+        self.tables = tables or {}  # in-memory training datasets: object refs of Arrow tables
+        self.last_checkpoint: str | None = None
+        clean_stale_temp_dirs()
+
+    # ------------------------------------------------------------------ data
+    def train_table(self, name: str, columns: list[str]) -> pa.Table:
+        """All rows of in-memory training dataset `name`, zero-copy from the object store (every worker reads
+        the whole dataset and takes its own global batches of it: see :mod:`raycross.training.epoch_plan`)."""
+        import ray
+
+        tables = [t for t in ray.get(list(self.tables[name])) if t.num_rows]
+        if not tables:
+            return pa.table({c: pa.array([], type=pa.string()) for c in columns})
+        return pa.concat_tables(tables, promote_options="default").select(columns)
+
+    def eval_table(self, name: str, columns: list[str]) -> pa.Table | None:
+        from raycross.training.tables import materialize
+
+        return materialize(self._train.get_dataset_shard(EVAL_PREFIX + name), columns)
+
+    def train_blocks(self, name: str, columns: list[str], num_rows: int, block_rows: int, seed: int) -> Any:
+        """This worker's shard of a streamed training dataset, block by block through Ray Data (the split
+        is equal: ``num_rows // world_size`` rows per worker)."""
+        from raycross.data.blocks import RayShardBlocks
+
+        shard = self._train.get_dataset_shard(TRAIN_PREFIX + name)
+        return RayShardBlocks(shard, num_rows // self.world_size, block_rows, columns)
+
+    # ------------------------------------------------------------------ model
+    def prepare_model(self, model: Any, find_unused_parameters: bool = False, parallel_strategy: str = "ddp",
+                      bf16: bool = False) -> None:
+        """Move the model to this worker's device and wrap it for data-parallel training: FSDP2 sharding
+        (``parallel_strategy="fsdp"``), else DDP when there are several workers."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if parallel_strategy == "fsdp":
+            from raycross.training.fsdp import shard_model
+
+            shard_model(model, self.device, bf16=bf16)
+            return
+        model.to(self.device)
+        if self.world_size > 1:
+            kwargs = {"find_unused_parameters": True} if find_unused_parameters else {}
+            model.wrap_for_training("ddp", **kwargs)
 
     # ------------------------------------------------------------------ checkpoints
     @property

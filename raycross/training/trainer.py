@@ -30,7 +30,7 @@ from raycross.training.arguments import CrossEncoderTrainingArguments
 from raycross.training.checkpoints import CHECKPOINT_SCORE, clear_checkpoints
 from raycross.training.finish import RunOutcome, TrainResult, finish_run, outcome_from_checkpoint
 from raycross.training.location import RunLocation, open_checkpoint
-from raycross.training.lock import RunLock
+from raycross.training.lock import RunLock, UriRunLock
 from raycross.training.loop import TrainJob, run_training, train_loop_per_worker
 from raycross.training.runtime import EVAL_PREFIX, TRAIN_PREFIX, LocalRuntime
 from raycross.training.validation import (
@@ -255,11 +255,13 @@ class CrossEncoderTrainer:
         return result
 
     def _run_locks(self) -> ExitStack:
-        """The run's locks: ``output_dir`` and, when elsewhere on a local/shared path, the run directory."""
+        """The run's locks: ``output_dir`` and, when elsewhere, the run directory (advisory on a URI)."""
         stack = ExitStack()
         try:
             stack.enter_context(RunLock(self.location.output_dir, "output_dir"))
-            if not self.location.is_remote and self.location.run_dir != self.location.output_dir:
+            if self.location.is_remote:  # advisory: object stores have no exclusive create
+                stack.enter_context(UriRunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
+            elif self.location.run_dir != self.location.output_dir:
                 stack.enter_context(RunLock(self.location.run_dir, "run directory (storage_path/run_name)"))
         except BaseException:
             stack.close()
@@ -319,12 +321,15 @@ class CrossEncoderTrainer:
         use_gpu = args.use_gpu
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= args.num_workers
-        datasets = {}
+        datasets, shared = {}, {}
         for name, data in self._train_data.items():
-            datasets[TRAIN_PREFIX + name] = self._as_ray(data, self.train_specs[name])
+            if name in self.streamed:  # split by Ray Data: each worker streams its own shard
+                datasets[TRAIN_PREFIX + name] = self._as_ray(data, self.train_specs[name])
+            else:  # every worker reads all rows, zero-copy from the object store (one copy per node)
+                shared[name] = self._shared_table(data, self.train_specs[name])
         for name, data in self._eval_data.items():
             datasets[EVAL_PREFIX + name] = self._as_ray(data, self.eval_specs[name])
-        split = [TRAIN_PREFIX + n for n in self._train_data]
+        split = [TRAIN_PREFIX + n for n in self._train_data if n in self.streamed]
         if args.shard_eval:
             split += [EVAL_PREFIX + n for n in self._eval_data]
         from ray.data import ExecutionOptions
@@ -339,7 +344,7 @@ class CrossEncoderTrainer:
         )
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={"job": self._job(resume_from, show_progress=False)},
+            train_loop_config={"job": self._job(resume_from, show_progress=False), "tables": shared},
             scaling_config=ScalingConfig(num_workers=self._worker_count(), use_gpu=bool(use_gpu),
                                          resources_per_worker=args.resources_per_worker,
                                          elastic_resize_monitor_interval_s=args.elastic_resize_interval_s),
@@ -367,6 +372,19 @@ class CrossEncoderTrainer:
         if args.max_workers is not None and args.max_workers > args.num_workers:
             return (args.num_workers, args.max_workers)
         return args.num_workers
+
+    @classmethod
+    def _shared_table(cls, data: Any, spec: DatasetSpec) -> list[Any]:
+        """An in-memory training dataset as Arrow tables in Ray's object store (object refs): the workers read
+        every row zero-copy, one copy per node. A lazy Ray Dataset is read once here, in a fixed order."""
+        import pyarrow as pa
+        import ray
+
+        if isinstance(data, pa.Table):
+            return [ray.put(data.select(spec.columns))]
+        data = cls._as_ray(data, spec)
+        data.context.execution_options.preserve_order = True  # the same rows in the same order on a rerun
+        return data.to_arrow_refs()
 
     @staticmethod
     def _as_ray(data: Any, spec: DatasetSpec) -> Any:

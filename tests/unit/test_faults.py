@@ -117,6 +117,47 @@ def test_two_trainers_in_one_process_cannot_share_a_directory(tmp_path):
         pass
 
 
+def test_a_run_directory_on_a_uri_gets_an_advisory_lock(tmp_path, tiny_model_path, monkeypatch, caplog):
+    from raycross.training import lock as lock_module
+    from raycross.training.lock import UriRunLock
+
+    monkeypatch.setattr(lock_module, "CONFIRM_S", 0.05)
+    uri = f"file://{tmp_path}/runs/exp"
+    record = tmp_path / "runs" / "exp" / LOCK_FILE
+    with UriRunLock(uri):
+        assert json.loads(record.read_text())["pid"] == os.getpid()
+        with pytest.raises(RunLockedError, match="in use by another trainer in this process"):
+            UriRunLock(uri).acquire()
+    assert not record.exists()  # released
+    # another host's fresh lock refuses, naming it; a stale one (no heartbeat) is taken over with a warning
+    record.write_text(json.dumps({"host": "other", "pid": 7, "token": "x", "beat": time.time(), "since": "then"}))
+    with pytest.raises(RunLockedError, match=r"in use by another raycross run \(pid 7 on host 'other'"):
+        UriRunLock(uri).acquire()
+    record.write_text(json.dumps({"host": "other", "pid": 7, "token": "x", "beat": time.time() - 400}))
+    with caplog.at_level(logging.WARNING), UriRunLock(uri):
+        assert any("Taking over the stale lock" in r.getMessage() for r in caplog.records)
+    # a run that writes the lock while this one confirms it keeps it: this one is refused
+    real_sleep = time.sleep
+
+    def rival_writes(seconds):
+        record.write_text(json.dumps({"host": "rival", "pid": 9, "token": "y", "beat": time.time()}))
+        real_sleep(seconds)
+
+    monkeypatch.setattr(lock_module.time, "sleep", rival_writes)
+    with pytest.raises(RunLockedError, match="pid 9 on host 'rival'"):
+        UriRunLock(uri).acquire()
+    monkeypatch.setattr(lock_module.time, "sleep", real_sleep)
+    # the trainer takes this lock for a storage_path URI (and the plain lock for output_dir)
+    args = CrossEncoderTrainingArguments(str(tmp_path / "out"), storage_path=f"file://{tmp_path}/runs", run_name="exp2",
+                                         num_workers=1)
+    trainer = CrossEncoderTrainer(CrossEncoder(str(tiny_model_path), device="cpu"), args, train_dataset=ROWS)
+    with trainer._run_locks():
+        assert (tmp_path / "runs" / "exp2" / LOCK_FILE).exists() and (tmp_path / "out" / LOCK_FILE).exists()
+        with pytest.raises(RunLockedError, match="run directory \\(storage_path/run_name\\)"):
+            UriRunLock(f"file://{tmp_path}/runs/exp2", "run directory (storage_path/run_name)").acquire()
+    assert not (tmp_path / "runs" / "exp2" / LOCK_FILE).exists()
+
+
 # ---------------------------------------------------------------------- 3. every row checked
 @pytest.mark.parametrize("column, value, error, message", [
     ("label", float("nan"), ValueError, "column 'label', row 5: the label is NaN or infinite"),
