@@ -694,6 +694,9 @@ class CrossEncoder(nn.Module):
             direct = not is_fsdp_sharded(self.hf_model)
             packed = getattr(self, "unpad_inputs", True) and direct
             return self._run(lambda module, f: causal_scores(module, self.score_head, f, packed, direct), features)
+        if self.is_pooled:  # padding-free only where exact (decoder last-token pooling), never under FSDP2
+            packed = getattr(self, "unpad_inputs", True) and not is_fsdp_sharded(self.hf_model)
+            return self._run(lambda module, f: module(**f, packed=packed).logits, features)
         unpad = self._should_unpad(features)
         return self._run(lambda module, f: transformer_logits(module, f, unpad), features)
 

@@ -6,8 +6,9 @@ causal LM + LogitScore: ``Transformer(transformer_task="feature-extraction")`` (
 layers, optionally with ``Normalize`` between them; the last ``Dense`` writes ``module_output_name="scores"``.
 :class:`PooledScoreModel` holds that chain as one module (the transformer plus its head), so the rest of
 raycross (training loop, DDP, checkpoints, losses) treats it like any transformers model: ``forward(**features)``
-returns an object with ``.logits``. Pooling follows sentence-transformers' padded maths exactly; the forward is
-always the plain transformers forward (no padding-free path), so scores match sentence-transformers.
+returns an object with ``.logits``. Pooling follows sentence-transformers' padded maths exactly. Last-token
+pooling on a Llama/Mistral/Qwen2/Qwen3 decoder runs padding-free (:func:`raycross.unpadded_decoder.packed_last_hidden`,
+the same hidden state within float rounding); every other chain runs the plain transformers forward.
 
 Example:
     >>> steps = [Dense(8, 1, activation_function=None, module_output_name="scores")]
@@ -28,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from raycross.unpadded_decoder import packed_last_hidden, supports_packed
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 CONFIG_FILE = "config.json"
@@ -237,13 +240,28 @@ class PooledScoreModel(nn.Module):
     def embedding_dimension(self) -> int:
         return int(self.encoder.config.hidden_size) * len(self.modes)
 
+    @property
+    def model(self) -> nn.Module:
+        """The transformer (the decoder of a ``*ForCausalLM`` is ``.model`` too: :mod:`raycross.unpadded_decoder`)."""
+        return self.encoder
+
+    def can_pack(self) -> bool:
+        """True when :meth:`forward` with ``packed=True`` runs the real tokens only: last-token pooling on a
+        decoder family of :mod:`raycross.unpadded_decoder` (same scores within float rounding)."""
+        return self.modes == ("lasttoken",) and supports_packed(self)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, return_dict: bool = True,
-                **kwargs: Any) -> SequenceClassifierOutput:
+                packed: bool = False, **kwargs: Any) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs).last_hidden_state
-        features = {"token_embeddings": hidden, "attention_mask": attention_mask,
-                    "sentence_embedding": pool(hidden, attention_mask, self.modes)}
+        if packed and not kwargs and self.can_pack():  # the last real token's hidden state, padding-free
+            features = {"attention_mask": attention_mask,
+                        "sentence_embedding": packed_last_hidden(self.encoder, input_ids, attention_mask)}
+        else:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True,
+                                  **kwargs).last_hidden_state
+            features = {"token_embeddings": hidden, "attention_mask": attention_mask,
+                        "sentence_embedding": pool(hidden, attention_mask, self.modes)}
         for step in self.steps:
             features = step(features)
         return SequenceClassifierOutput(logits=features["scores"])

@@ -106,16 +106,34 @@ def test_chain_scores_like_sentence_transformers_both_ways(kind, chain_dirs, tmp
     np.testing.assert_allclose(raw(CrossEncoder(str(tmp_path / "ours"), device="cpu")), raw(ours), atol=0)
 
 
-def test_padding_free_switch_changes_nothing(chain_dirs):
-    # the chain always runs the plain transformers forward: scores are identical with the switch on or off
-    for kind in ("bert_cls_two_dense", "qwen3_lasttoken"):
-        model = CrossEncoder(str(chain_dirs[kind]), device="cpu")
-        assert model.unpad_inputs
-        features = model.preprocess(PAIRS)
-        assert not model._should_unpad(features)
-        on = raw(model)
-        model.unpad_inputs = False
-        np.testing.assert_array_equal(raw(model), on)
+def test_padding_free_forward_only_where_exact(chain_dirs, monkeypatch):
+    from raycross import pooled_scorer
+
+    calls = []
+    packed = pooled_scorer.packed_last_hidden
+    monkeypatch.setattr(pooled_scorer, "packed_last_hidden", lambda *a: calls.append(1) or packed(*a))
+    # an encoder chain (cls pooling) always runs the plain forward: identical scores with the switch on or off
+    bert = CrossEncoder(str(chain_dirs["bert_cls_two_dense"]), device="cpu")
+    assert bert.unpad_inputs and not bert.hf_model.can_pack()
+    on = raw(bert)
+    bert.unpad_inputs = False
+    np.testing.assert_array_equal(raw(bert), on)
+    assert not calls
+    # a decoder with last-token pooling runs the real tokens only: the plain forward's scores within rounding
+    qwen = CrossEncoder(str(chain_dirs["qwen3_lasttoken"]), device="cpu")
+    assert qwen.hf_model.can_pack()
+    long_pairs = PAIRS + [("a query " * 9, "a document " * 20)]  # rows of very different lengths
+    on = raw(qwen, long_pairs, batch_size=8)
+    assert calls
+    qwen.unpad_inputs = False
+    count = len(calls)
+    np.testing.assert_allclose(raw(qwen, long_pairs, batch_size=8), on, atol=1e-5)
+    assert len(calls) == count  # the switch turned it off
+    qwen.train()  # a training pass (with gradients, one padded batch) too; this config has no dropout
+    qwen.unpad_inputs = True
+    with_grad = qwen(qwen.preprocess(long_pairs)).view(-1)
+    assert with_grad.requires_grad and len(calls) == count + 1
+    np.testing.assert_allclose(with_grad.detach().numpy(), on, atol=1e-5)
 
 
 def test_every_trainable_parameter_gets_a_gradient(chain_dirs):
