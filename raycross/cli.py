@@ -402,12 +402,7 @@ def run_mine(spec: RunSpec) -> dict[str, Any]:
     """
     from raycross.config.prepare import mine
 
-    started = time.perf_counter()
-    job = _job_context()
-    if isinstance(spec.data.train, dict):
-        raise ConfigError("data.train", "mining takes a single dataset; give one source")
-    path = Path(mine(spec.mining, spec.data.train.load(), spec.data.corpus))
-    return {"output_path": str(path), **_parquet_summary(path), **job, "seconds": round(time.perf_counter() - started, 1)}
+    return _write_rows(spec, "mining", lambda train: mine(spec.mining, train, spec.data.corpus))
 
 
 def run_score(spec: RunSpec) -> dict[str, Any]:
@@ -418,24 +413,26 @@ def run_score(spec: RunSpec) -> dict[str, Any]:
     """
     from raycross.config.prepare import training_rows
 
-    started = time.perf_counter()
-    job = _job_context()
-    if isinstance(spec.data.train, dict):
-        raise ConfigError("data.train", "teacher scoring takes a single dataset; give one source")
-    path = Path(training_rows(spec, spec.data.train.load()))
-    return {"output_path": str(path), **_parquet_summary(path), "teacher": spec.teacher.model.resolve("teacher.model"),
-            **job, "seconds": round(time.perf_counter() - started, 1)}
+    result = _write_rows(spec, "teacher scoring", lambda train: training_rows(spec, train))
+    return {**result, "teacher": spec.teacher.model.resolve("teacher.model")}
 
 
-def _parquet_summary(path: Path) -> dict[str, Any]:
-    """Files, rows and columns of a directory of parquet files (or one file)."""
+def _write_rows(spec: RunSpec, what: str, produce: Any) -> dict[str, Any]:
+    """Run `produce` on the one data.train dataset; the parquet output it returns, summarised."""
     import pyarrow.parquet as pq
 
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    from raycross.data import data_files
+
+    started = time.perf_counter()
+    if isinstance(spec.data.train, dict):
+        raise ConfigError("data.train", f"{what} takes a single dataset; give one source")
+    path = Path(produce(spec.data.train.load()))
+    files = data_files(path)  # the data files only (not the runs' markers and manifests)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    columns = list(pq.read_schema(files[0]).names) if files else []
+    columns = list(pq.read_schema(files[0]).names)
     logger.info("%d rows with columns %s -> %s", rows, columns, path)
-    return {"files": len(files), "rows": rows, "columns": columns}
+    return {"output_path": str(path), "files": len(files), "rows": rows, "columns": columns, **_job_context(),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def run_evaluate(spec: RunSpec) -> dict[str, Any]:

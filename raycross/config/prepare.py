@@ -125,7 +125,7 @@ def add_teacher_scores(teacher: TeacherSpec | dict[str, Any], dataset: Any,
 
 
 def teacher_output_path(spec: RunSpec) -> str:
-    """Where a train/tune run's teacher scores go: ``teacher.output_path``, else
+    """Where a run's teacher scores go: ``teacher.output_path`` (required by ``raycross score``), else
     ``<training.output_dir>/teacher-scores`` (a rerun of the same run reuses them).
 
     Example:
@@ -154,8 +154,7 @@ def training_rows(spec: RunSpec, train: Any) -> Any:
     if spec.teacher is not None:
         if isinstance(train, dict):
             raise ConfigError("teacher", "teacher scoring applies to a single training dataset")
-        out = spec.teacher.output_path if spec.command == "score" else teacher_output_path(spec)
-        train = add_teacher_scores(spec.teacher, train, out)
+        train = add_teacher_scores(spec.teacher, train, teacher_output_path(spec))
     return train
 
 
